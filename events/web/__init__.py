@@ -1,0 +1,1 @@
+"""HTTP rules every TaskFlow service shares (api.md "Common rules")."""

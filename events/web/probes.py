@@ -1,0 +1,49 @@
+"""`/healthz`, `/readyz` and `/metrics`, the same on every service."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from quart import Blueprint, Response
+
+from events.web.problems import problem_response
+
+Check = Callable[[], Awaitable[None]]
+
+
+def probes_blueprint(
+    checks: Mapping[str, Check], registry: CollectorRegistry, timeout: float = 3.0
+) -> Blueprint:
+    """Liveness, readiness (each named dependency checked) and Prometheus metrics."""
+    probes = Blueprint("probes", __name__)
+
+    @probes.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @probes.get("/readyz")
+    async def readyz() -> Response | dict[str, object]:
+        failing: dict[str, str] = {}
+        for name, check in checks.items():
+            try:
+                await asyncio.wait_for(check(), timeout)
+            except Exception as exc:  # noqa: BLE001 - any failure means not ready
+                failing[name] = f"{type(exc).__name__}: {exc}" or type(exc).__name__
+        if failing:
+            detail = "; ".join(f"{name} unreachable ({why})" for name, why in failing.items())
+            return problem_response(
+                503,
+                "Not ready",
+                detail,
+                "not-ready",
+                [{"field": name, "message": why} for name, why in failing.items()],
+            )
+        return {"status": "ready", "checks": {name: "ok" for name in checks}}
+
+    @probes.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+    return probes
