@@ -69,13 +69,14 @@ def start_broker(
     """Start Tansu on 127.0.0.1 and wait until it answers metadata requests."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
-    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments
-        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with open(log_file or os.devnull, "ab") as out:
+        # The child keeps its own copy of the descriptor; ours closes on leaving.
+        process = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments
+            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     broker = LocalBroker(port=port, process=process)
     try:
         wait_until_ready(broker.bootstrap, ready_timeout, process)

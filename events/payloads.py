@@ -9,7 +9,14 @@ import uuid
 from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 Priority = Literal["low", "medium", "high"]
 TaskStatus = Literal["open", "completed"]
@@ -29,6 +36,11 @@ class ReminderSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     before: timedelta | None = None
     at: AwareDatetime | None = None
+
+    @model_serializer(mode="wrap")
+    def _only_the_given_one(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        return {key: value for key, value in dumped.items() if value is not None}
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ReminderSpec:

@@ -1,0 +1,1 @@
+"""HTTP layer of the task service: request/response schemas and routes."""

@@ -1,0 +1,99 @@
+"""Entry points of the task service: serve, relay, migrate, republish snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from tortoise import Tortoise
+from tortoise.migrations.api import migrate as run_migrations
+from tortoise.transactions import in_transaction
+
+from events.producer import AsyncProducer
+from observability.logs import setup_logging
+from observability.tracing import setup_tracing
+from task_api.metrics import TaskMetrics
+from task_api.relay import OutboxRelay
+from task_api.services import EventSink, republish_open_tasks
+from task_api.settings import Config, TaskApiSettings
+
+
+def serve(host: str | None = None, port: int | None = None) -> None:
+    """Run the API (and the in-process relay) on Hypercorn until SIGINT/SIGTERM."""
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config as HypercornConfig
+
+    from task_api.app import SERVICE_NAME, create_app
+
+    setup_logging(SERVICE_NAME)
+    config = Config()
+    app = create_app(config)
+    server = HypercornConfig()
+    server.bind = [f"{host or config.service.host}:{port or config.service.port}"]
+    server.accesslog = None
+    server.graceful_timeout = 10
+    _run_until_signal(lambda stop: hypercorn_serve(app, server, shutdown_trigger=stop.wait))
+
+
+def relay() -> None:
+    """Run the outbox relay alone (several may run: they share work without duplicating)."""
+    setup_logging("taskflow-task-relay")
+    setup_tracing("taskflow-task-service")
+    config = Config()
+    from prometheus_client import CollectorRegistry
+
+    async def main(stop: asyncio.Event) -> None:
+        settings = config.service
+        await Tortoise.init(config=settings.tortoise_config(), _enable_global_fallback=True)
+        outbox_relay = OutboxRelay(
+            lambda: AsyncProducer(config.kafka.producer()),
+            settings.database_url,
+            TaskMetrics.create(CollectorRegistry()),
+            batch_size=settings.relay_batch_size,
+            poll_interval=settings.relay_poll_interval,
+            max_backoff=settings.relay_max_backoff,
+        )
+        runner = asyncio.create_task(outbox_relay.run())
+        await stop.wait()
+        outbox_relay.stop()
+        await runner
+        await Tortoise.close_connections()
+
+    _run_until_signal(main)
+
+
+async def migrate() -> None:
+    """Apply the task database's migrations (idempotent)."""
+    settings = TaskApiSettings()
+    try:
+        await run_migrations(config=settings.tortoise_config())
+    finally:
+        await Tortoise.close_connections()
+
+
+async def republish_snapshots() -> int:
+    """Enqueue a `task.snapshot` for every open task; returns how many."""
+    config = Config()
+    await Tortoise.init(config=config.service.tortoise_config(), _enable_global_fallback=True)
+    try:
+        async with in_transaction() as conn:
+            sink = EventSink(config.kafka.topics, config.service.source)
+            return await republish_open_tasks(conn, sink)
+    finally:
+        await Tortoise.close_connections()
+
+
+def _run_until_signal(main: object) -> None:
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)  # type: ignore[operator]
+
+    try:
+        import uvloop
+
+        uvloop.run(runner())
+    except ImportError:
+        asyncio.run(runner())

@@ -1,0 +1,32 @@
+"""What request handlers need from the composition root, held on the app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from quart import current_app
+
+from task_api.services import EventSink
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class TaskContext:
+    sink: EventSink
+    jwt_secret: str
+    idempotency_ttl: timedelta
+    clock: Clock = utc_now
+    # Called after every commit that wrote an event; the relay publishes right away.
+    on_commit: Callable[[], None] = lambda: None
+
+
+def task_context() -> TaskContext:
+    ctx: TaskContext = current_app.extensions["task_api"]
+    return ctx

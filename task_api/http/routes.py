@@ -1,0 +1,165 @@
+"""Task routes (`/api/v1/tasks`): auth, idempotency and transactions around the use cases."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+import orjson
+from quart import Blueprint, Response, g, request
+from quart_schema import (
+    document_response,
+    validate_querystring,
+    validate_request,
+)
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
+
+from events.web.auth import Principal, bearer_principal
+from task_api import queries, services
+from task_api.context import task_context
+from task_api.http import idempotency
+from task_api.http.replies import Reply, parse_if_match, task_json, task_reply
+from task_api.http.schemas import SnoozeRequest, TaskCreate, TaskListQuery, TaskPatch
+from task_api.http.views import TaskOut, TaskPage
+
+tasks = Blueprint("tasks", __name__, url_prefix="/api/v1/tasks")
+
+Handler = Callable[[BaseDBAsyncClient], Awaitable[Reply]]
+
+
+@tasks.before_request
+async def authenticate() -> None:
+    g.principal = bearer_principal(task_context().jwt_secret, request.headers.get("Authorization"))
+
+
+def principal() -> Principal:
+    who: Principal = g.principal
+    return who
+
+
+def if_match() -> int | None:
+    return parse_if_match(request.headers.get("If-Match"))
+
+
+async def write(handler: Handler) -> Response:
+    """Run a change in one transaction, honouring `Idempotency-Key`; wake the relay after."""
+    ctx = task_context()
+    key = request.headers.get("Idempotency-Key")
+    user_id = principal().user_id
+    async with in_transaction() as conn:
+        if key is not None:
+            body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
+            fingerprint = idempotency.request_fingerprint(request.method, request.path, body)
+            replay = await idempotency.claim(
+                conn,
+                user_id,
+                idempotency.check_key(key),
+                fingerprint,
+                ctx.clock(),
+                ctx.idempotency_ttl,
+            )
+            if replay is not None:
+                return replay.to_response()
+        reply = await handler(conn)
+        if key is not None:
+            await idempotency.store(conn, user_id, key, reply)
+    ctx.on_commit()
+    return reply.to_response()
+
+
+@tasks.post("")
+@validate_request(TaskCreate)
+@document_response(TaskOut, 201)
+async def create_task(data: TaskCreate) -> Response:
+    ctx, user_id = task_context(), principal().user_id
+
+    async def handler(conn: BaseDBAsyncClient) -> Reply:
+        task = await services.create_task(conn, ctx.sink, user_id, data, ctx.clock())
+        return task_reply(task, 201, location=True)
+
+    return await write(handler)
+
+
+@tasks.get("")
+@validate_querystring(TaskListQuery)
+@document_response(TaskPage)
+async def list_tasks(query_args: TaskListQuery) -> Response:
+    async with in_transaction() as conn:
+        page, next_cursor = await queries.list_tasks(conn, principal().user_id, query_args)
+    body = b'{"items":[' + b",".join(task_json(t) for t in page) + b'],"next_cursor":'
+    body += orjson.dumps(next_cursor) + b"}"
+    return Response(body, content_type="application/json")
+
+
+@tasks.get("/<uuid:task_id>")
+@document_response(TaskOut)
+async def get_task(task_id: uuid.UUID) -> Response:
+    async with in_transaction() as conn:
+        task = await services.get_task(conn, principal().user_id, task_id)
+    return task_reply(task).to_response()
+
+
+@tasks.patch("/<uuid:task_id>")
+@validate_request(TaskPatch)
+@document_response(TaskOut)
+async def update_task(task_id: uuid.UUID, data: TaskPatch) -> Response:
+    ctx, user_id, version = task_context(), principal().user_id, if_match()
+
+    async def handler(conn: BaseDBAsyncClient) -> Reply:
+        task = await services.update_task(
+            conn, ctx.sink, user_id, task_id, data, version, ctx.clock()
+        )
+        return task_reply(task)
+
+    return await write(handler)
+
+
+@tasks.post("/<uuid:task_id>/complete")
+@document_response(TaskOut)
+async def complete_task(task_id: uuid.UUID) -> Response:
+    ctx, user_id, version = task_context(), principal().user_id, if_match()
+
+    async def handler(conn: BaseDBAsyncClient) -> Reply:
+        task = await services.complete_task(conn, ctx.sink, user_id, task_id, version, ctx.clock())
+        return task_reply(task)
+
+    return await write(handler)
+
+
+@tasks.post("/<uuid:task_id>/reopen")
+@document_response(TaskOut)
+async def reopen_task(task_id: uuid.UUID) -> Response:
+    ctx, user_id, version = task_context(), principal().user_id, if_match()
+
+    async def handler(conn: BaseDBAsyncClient) -> Reply:
+        task = await services.reopen_task(conn, ctx.sink, user_id, task_id, version, ctx.clock())
+        return task_reply(task)
+
+    return await write(handler)
+
+
+@tasks.post("/<uuid:task_id>/snooze")
+@validate_request(SnoozeRequest)
+@document_response(TaskOut)
+async def snooze_task(task_id: uuid.UUID, data: SnoozeRequest) -> Response:
+    ctx, user_id, version = task_context(), principal().user_id, if_match()
+
+    async def handler(conn: BaseDBAsyncClient) -> Reply:
+        task = await services.snooze_task(
+            conn, ctx.sink, user_id, task_id, data.until, data.for_, version, ctx.clock()
+        )
+        return task_reply(task)
+
+    return await write(handler)
+
+
+@tasks.delete("/<uuid:task_id>")
+async def delete_task(task_id: uuid.UUID) -> Response:
+    ctx, user_id, version = task_context(), principal().user_id, if_match()
+
+    async def handler(conn: BaseDBAsyncClient) -> Reply:
+        await services.delete_task(conn, ctx.sink, user_id, task_id, version, ctx.clock())
+        return Reply(204)
+
+    return await write(handler)

@@ -1,0 +1,147 @@
+"""Request and query schemas of the task API (validated by quart-schema, 422 on failure)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+from events.payloads import Priority
+from events.web.paging import DEFAULT_LIMIT, MAX_LIMIT
+from task_api.recurrence import parse_rule
+
+_ISO_DURATION = re.compile(r"^P(?!$)(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$")
+MAX_REMINDER_OFFSET = timedelta(days=366)
+
+
+def _iso_duration(value: Any) -> Any:
+    if not isinstance(value, str) or not _ISO_DURATION.match(value):
+        raise ValueError("must be an ISO 8601 duration such as PT15M or P1D")
+    return value
+
+
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {value!r}") from None
+    return value
+
+
+def _rrule(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parse_rule(value, datetime(2026, 1, 1, tzinfo=UTC), ZoneInfo("UTC"))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"invalid RRULE: {exc}") from None
+    text = value.strip()
+    return text[6:] if text.upper().startswith("RRULE:") else text
+
+
+def _title(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def _tags(values: list[str]) -> list[str]:
+    # Tags are a set to the user; keep first-seen order for stable output.
+    return list(dict.fromkeys(values))
+
+
+IsoDuration = Annotated[timedelta, BeforeValidator(_iso_duration)]
+TimeZoneName = Annotated[str, AfterValidator(_time_zone)]
+RRule = Annotated[str | None, Field(max_length=500), AfterValidator(_rrule)]
+Title = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_title)]
+Description = Annotated[str | None, Field(max_length=10_000)]
+Tag = Annotated[str, Field(min_length=1, max_length=50)]
+Tags = Annotated[list[Tag], Field(max_length=20), AfterValidator(_tags)]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReminderIn(StrictModel):
+    before: IsoDuration | None = None
+    at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ReminderIn:
+        if (self.before is None) == (self.at is None):
+            raise ValueError("a reminder needs exactly one of 'before' or 'at'")
+        if self.before is not None and not timedelta(0) <= self.before <= MAX_REMINDER_OFFSET:
+            raise ValueError("'before' must be between PT0S and P366D")
+        return self
+
+
+Reminders = Annotated[list[ReminderIn], Field(max_length=10)]
+
+
+class TaskCreate(StrictModel):
+    title: Title
+    description: Description = None
+    due_at: AwareDatetime | None = None
+    timezone: TimeZoneName = "UTC"
+    priority: Priority = "medium"
+    tags: Tags = []
+    reminders: Reminders = []
+    recurrence: RRule = None
+
+
+class TaskPatch(StrictModel):
+    """Every field optional; only the fields present in the body change."""
+
+    title: Title | None = None
+    description: Description = None
+    due_at: AwareDatetime | None = None
+    timezone: TimeZoneName | None = None
+    priority: Priority | None = None
+    tags: Tags | None = None
+    reminders: Reminders | None = None
+    recurrence: RRule = None
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> TaskPatch:
+        for name in ("title", "timezone", "priority", "tags", "reminders"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"'{name}' cannot be null")
+        return self
+
+
+class SnoozeRequest(StrictModel):
+    until: AwareDatetime | None = None
+    for_: IsoDuration | None = Field(default=None, alias="for")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=False)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SnoozeRequest:
+        if (self.until is None) == (self.for_ is None):
+            raise ValueError("give exactly one of 'until' or 'for'")
+        if self.for_ is not None and self.for_ <= timedelta(0):
+            raise ValueError("'for' must be a positive duration")
+        return self
+
+
+class TaskListQuery(BaseModel):
+    status: Literal["open", "completed", "all"] = "open"
+    tag: Annotated[str | None, Field(max_length=50)] = None
+    q: Annotated[str | None, Field(max_length=200)] = None
+    due_before: AwareDatetime | None = None
+    due_after: AwareDatetime | None = None
+    priority: Priority | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
+    cursor: Annotated[str | None, Field(max_length=200)] = None

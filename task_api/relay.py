@@ -1,0 +1,190 @@
+"""The outbox relay: publishes committed outbox rows to Kafka, in order, at least once.
+
+Woken right after commit (in-process signal, and Postgres LISTEN/NOTIFY for other
+instances), with a slow poll as a safety net. Rows are marked published only from the
+delivery report; when the broker is down rows wait and the relay backs off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from opentelemetry import trace
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+from tortoise.transactions import in_transaction
+
+from events.errors import PublishError
+from events.producer import AsyncProducer
+from observability.messaging import producer_span
+from observability.propagation import extract_context
+from task_api.db import outbox
+from task_api.http import idempotency
+from task_api.metrics import TaskMetrics
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("task_api.relay")
+
+ProducerFactory = Callable[[], AsyncProducer]
+
+
+class RelayError(Exception):
+    """A batch could not be fully published; the relay backs off and tries again."""
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        producer_factory: ProducerFactory,
+        database_url: str,
+        metrics: TaskMetrics,
+        batch_size: int = 500,
+        poll_interval: timedelta = timedelta(seconds=1),
+        max_backoff: timedelta = timedelta(seconds=5),
+        retention: timedelta = timedelta(days=7),
+        idempotency_ttl: timedelta = timedelta(hours=24),
+        prune_interval: timedelta = timedelta(minutes=10),
+    ) -> None:
+        self._producer_factory = producer_factory
+        self._producer: AsyncProducer | None = None
+        self._database_url = database_url
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval.total_seconds()
+        self._max_backoff = max_backoff.total_seconds()
+        self._retention = retention
+        self._idempotency_ttl = idempotency_ttl
+        self._prune_interval = prune_interval
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+
+    @property
+    def producer(self) -> AsyncProducer:
+        if self._producer is None or self._producer.fatal_error is not None:
+            if self._producer is not None:
+                log.warning("replacing producer after fatal error: %s", self._producer.fatal_error)
+            self._producer = self._producer_factory()
+        return self._producer
+
+    def wake(self) -> None:
+        """Publish now: called after a commit that wrote outbox rows."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Publish until `stop()`; the batch in flight finishes first."""
+        await self._listen()
+        next_prune = datetime.now(UTC)
+        retrying = AsyncRetrying(
+            wait=wait_exponential_jitter(multiplier=0.1, max=self._max_backoff),
+            retry=retry_if_exception_type(Exception),
+            stop=lambda _: self._stopping.is_set(),
+            reraise=True,
+            before_sleep=lambda state: log.warning(
+                "outbox relay retrying after: %s", state.outcome and state.outcome.exception()
+            ),
+        )
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                try:
+                    published: int = await retrying(self.publish_batch)
+                except Exception:  # noqa: BLE001 - only reached when stopping mid-outage
+                    log.warning("relay stopped with events still unpublished (they stay queued)")
+                    break
+                if datetime.now(UTC) >= next_prune:
+                    await self._prune()
+                    next_prune = datetime.now(UTC) + self._prune_interval
+                if published >= self._batch_size:
+                    continue  # more rows are waiting
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+        finally:
+            await self._close()
+
+    async def publish_batch(self) -> int:
+        """Claim, publish and mark one batch in one transaction; returns rows published."""
+        async with in_transaction() as conn:
+            rows = await outbox.claim(conn, self._batch_size)
+            pending, _ = await outbox.backlog(conn, datetime.now(UTC))
+            self._metrics.outbox.backlog.set(pending)
+            if not rows:
+                return 0
+            producer = self.producer
+            futures = []
+            for row in rows:
+                headers = list(row.headers)
+                # The publish continues the trace of the request that wrote the row.
+                with producer_span(
+                    row.topic,
+                    headers=headers,
+                    context=extract_context(row.headers),
+                    key=row.key,
+                    event_id=str(row.event_id),
+                    event_type=row.event_type,
+                    tracer=tracer,
+                ):
+                    futures.append(producer.produce(row.topic, row.payload, row.key, headers))
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            delivered_at = datetime.now(UTC)
+            delivered = [
+                row
+                for row, result in zip(rows, results, strict=True)
+                if not isinstance(result, BaseException)
+            ]
+            await outbox.mark_published(conn, [row.id for row in delivered], delivered_at)
+        for row in delivered:
+            self._metrics.messaging.event_produced(row.topic, row.event_type)
+            lag = (delivered_at - row.created_at).total_seconds()
+            self._metrics.outbox.published(row.event_type, lag)
+        failed = len(rows) - len(delivered)
+        if failed:
+            errors = {str(r) for r in results if isinstance(r, BaseException)}
+            self._metrics.outbox.publish_failures.inc(failed)
+            for row, result in zip(rows, results, strict=True):
+                if isinstance(result, BaseException):
+                    self._metrics.messaging.produce_errors.labels(row.topic).inc()
+            raise RelayError(f"{failed} of {len(rows)} events not delivered: {'; '.join(errors)}")
+        return len(rows)
+
+    async def _listen(self) -> None:
+        """LISTEN for commits made by other processes (best effort: the poll covers gaps)."""
+        try:
+            self._listener = await asyncpg.connect(self._database_url)
+            await self._listener.add_listener(outbox.NOTIFY_CHANNEL, self._on_notify)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("outbox LISTEN unavailable, polling only: %s", exc)
+            self._listener = None
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _prune(self) -> None:
+        now = datetime.now(UTC)
+        try:
+            async with in_transaction() as conn:
+                pruned = await outbox.prune(conn, self._retention, now)
+                expired = await idempotency.prune(conn, now, self._idempotency_ttl)
+        except Exception:  # noqa: BLE001 - pruning is housekeeping; publishing goes on
+            log.exception("pruning the outbox failed")
+            return
+        if pruned or expired:
+            log.info("pruned %d published outbox rows, %d idempotency keys", pruned, expired)
+
+    async def _close(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+        if self._producer is not None:
+            await self._producer.close()
+
+
+__all__ = ["OutboxRelay", "PublishError", "RelayError"]

@@ -1,0 +1,277 @@
+"""Use cases of the task service: each change writes the task and its one event together.
+
+Every function takes the open transaction (`conn`) explicitly: the task row and the
+outbox row commit or roll back as one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from uuid_utils.compat import uuid7
+
+from events.codec import Envelope
+from events.payloads import (
+    ReminderSpec,
+    TaskCompleted,
+    TaskCreated,
+    TaskDeleted,
+    TaskReopened,
+    TaskSnapshotted,
+    TaskSnoozed,
+    TaskState,
+    TaskUpdated,
+)
+from events.topics import Topics
+from task_api.db import outbox
+from task_api.db.models import Task
+from task_api.exceptions import InvalidTask, StateConflict, TaskNotFound, VersionMismatch
+from task_api.http.schemas import TaskCreate, TaskPatch
+from task_api.recurrence import next_occurrence
+
+WRITABLE = (
+    "title",
+    "description",
+    "due_at",
+    "timezone",
+    "priority",
+    "tags",
+    "reminders",
+    "recurrence",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EventSink:
+    """Where use cases put their event: the outbox, on the task topic, as this source."""
+
+    topics: Topics
+    source: str
+
+    async def emit(self, conn: BaseDBAsyncClient, payload: TaskState) -> None:
+        envelope = Envelope(
+            data=payload, source=self.source, subject=str(payload.id), user_id=payload.user_id
+        )
+        await outbox.enqueue(conn, self.topics.tasks, str(payload.id), envelope)
+
+
+def state_of(task: Task) -> dict[str, Any]:
+    """The task's fields as TaskState keyword arguments."""
+    return {
+        "id": task.id,
+        "user_id": task.user_id,
+        "title": task.title,
+        "description": task.description,
+        "due_at": task.due_at,
+        "timezone": task.timezone,
+        "priority": task.priority,
+        "tags": tuple(task.tags or ()),
+        "reminders": tuple(ReminderSpec.model_validate(r) for r in task.reminders or ()),
+        "recurrence": task.recurrence,
+        "status": task.status,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+        "completed_at": task.completed_at,
+        "snoozed_until": task.snoozed_until,
+        "version": task.version,
+    }
+
+
+def snapshot(task: Task) -> TaskState:
+    return TaskState(**state_of(task))
+
+
+def _reminders_json(reminders: list[Any]) -> list[dict[str, Any]]:
+    return [r.model_dump(mode="json", exclude_none=True) for r in reminders]
+
+
+def _check_consistency(task: Task) -> None:
+    """Rules across fields, checked on the merged state of a create or patch."""
+    if task.due_at is None:
+        for index, reminder in enumerate(task.reminders or ()):
+            if "before" in reminder:
+                raise InvalidTask(f"reminders.{index}.before", "a 'before' reminder needs due_at")
+        if task.recurrence:
+            raise InvalidTask("recurrence", "a recurring task needs due_at")
+
+
+async def get_task(conn: BaseDBAsyncClient, user_id: str, task_id: uuid.UUID) -> Task:
+    """The user's task; another user's task is indistinguishable from a missing one."""
+    task = await Task.filter(id=task_id, user_id=user_id).using_db(conn).first()
+    if task is None:
+        raise TaskNotFound()
+    return task
+
+
+async def _lock_task(
+    conn: BaseDBAsyncClient, user_id: str, task_id: uuid.UUID, if_match: int | None
+) -> Task:
+    task = await Task.filter(id=task_id, user_id=user_id).select_for_update().using_db(conn).first()
+    if task is None:
+        raise TaskNotFound()
+    if if_match is not None and task.version != if_match:
+        raise VersionMismatch(f"the task is at version {task.version}, not {if_match}")
+    return task
+
+
+async def create_task(
+    conn: BaseDBAsyncClient, sink: EventSink, user_id: str, data: TaskCreate, now: datetime
+) -> Task:
+    task = Task(
+        id=uuid7(),
+        user_id=user_id,
+        title=data.title,
+        description=data.description,
+        due_at=data.due_at,
+        timezone=data.timezone,
+        priority=data.priority,
+        tags=data.tags,
+        reminders=_reminders_json(data.reminders),
+        recurrence=data.recurrence,
+        status="open",
+        created_at=now,
+        updated_at=now,
+        version=1,
+    )
+    _check_consistency(task)
+    await task.save(using_db=conn, force_create=True)
+    await sink.emit(conn, TaskCreated(**state_of(task)))
+    return task
+
+
+async def update_task(
+    conn: BaseDBAsyncClient,
+    sink: EventSink,
+    user_id: str,
+    task_id: uuid.UUID,
+    patch: TaskPatch,
+    if_match: int | None,
+    now: datetime,
+) -> Task:
+    """Apply the fields present in `patch`; a patch that changes nothing emits nothing."""
+    task = await _lock_task(conn, user_id, task_id, if_match)
+    changed: list[str] = []
+    for name in WRITABLE:
+        if name not in patch.model_fields_set:
+            continue
+        value = getattr(patch, name)
+        if name == "reminders":
+            value = _reminders_json(value)
+        if getattr(task, name) != value:
+            setattr(task, name, value)
+            changed.append(name)
+    if not changed:
+        return task
+    _check_consistency(task)
+    if "due_at" in changed or "reminders" in changed:
+        # A snooze postpones the reminders of the old schedule only.
+        task.snoozed_until = None
+    task.updated_at = now
+    task.version += 1
+    await task.save(using_db=conn)
+    await sink.emit(conn, TaskUpdated(**state_of(task), changed=tuple(changed)))
+    return task
+
+
+async def complete_task(
+    conn: BaseDBAsyncClient,
+    sink: EventSink,
+    user_id: str,
+    task_id: uuid.UUID,
+    if_match: int | None,
+    now: datetime,
+) -> Task:
+    """Complete; a recurring task advances to its next occurrence and stays open."""
+    task = await _lock_task(conn, user_id, task_id, if_match)
+    if task.status == "completed":
+        raise StateConflict("the task is already completed")
+    occurrence = task.due_at
+    following = (
+        next_occurrence(task.recurrence, task.due_at, task.timezone)
+        if task.recurrence and task.due_at
+        else None
+    )
+    if following is not None:
+        task.due_at = following
+    else:
+        task.status = "completed"
+        task.completed_at = now
+    task.snoozed_until = None
+    task.updated_at = now
+    task.version += 1
+    await task.save(using_db=conn)
+    await sink.emit(conn, TaskCompleted(**state_of(task), completed_occurrence_due_at=occurrence))
+    return task
+
+
+async def reopen_task(
+    conn: BaseDBAsyncClient,
+    sink: EventSink,
+    user_id: str,
+    task_id: uuid.UUID,
+    if_match: int | None,
+    now: datetime,
+) -> Task:
+    task = await _lock_task(conn, user_id, task_id, if_match)
+    if task.status != "completed":
+        raise StateConflict("only a completed task can be reopened")
+    task.status = "open"
+    task.completed_at = None
+    task.updated_at = now
+    task.version += 1
+    await task.save(using_db=conn)
+    await sink.emit(conn, TaskReopened(**state_of(task)))
+    return task
+
+
+async def snooze_task(
+    conn: BaseDBAsyncClient,
+    sink: EventSink,
+    user_id: str,
+    task_id: uuid.UUID,
+    until: datetime | None,
+    duration: timedelta | None,
+    if_match: int | None,
+    now: datetime,
+) -> Task:
+    """Move the next reminder to `until` (or now + `duration`)."""
+    task = await _lock_task(conn, user_id, task_id, if_match)
+    if task.status == "completed":
+        raise StateConflict("a completed task has no reminder to snooze")
+    target = until if until is not None else now + (duration or timedelta(0))
+    if target <= now:
+        raise InvalidTask("until", "must be in the future")
+    task.snoozed_until = target
+    task.updated_at = now
+    task.version += 1
+    await task.save(using_db=conn)
+    await sink.emit(conn, TaskSnoozed(**state_of(task)))
+    return task
+
+
+async def delete_task(
+    conn: BaseDBAsyncClient,
+    sink: EventSink,
+    user_id: str,
+    task_id: uuid.UUID,
+    if_match: int | None,
+    now: datetime,
+) -> None:
+    task = await _lock_task(conn, user_id, task_id, if_match)
+    task.updated_at = now
+    task.version += 1
+    await task.delete(using_db=conn)
+    await sink.emit(conn, TaskDeleted(**state_of(task)))
+
+
+async def republish_open_tasks(conn: BaseDBAsyncClient, sink: EventSink) -> int:
+    """Enqueue a `task.snapshot` of every open task (rebuilds consumers after a broker reset)."""
+    count = 0
+    async for task in Task.filter(status="open").order_by("id").using_db(conn):
+        await sink.emit(conn, TaskSnapshotted(**state_of(task)))
+        count += 1
+    return count

@@ -1,0 +1,64 @@
+"""Typed settings of the task service (`TASKFLOW_TASK_API_*`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from deploy.database import tortoise_url
+from events.kafka import KafkaSettings
+from events.web.auth import AuthSettings
+
+MIB = 1024 * 1024
+
+
+class TaskApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TASKFLOW_TASK_API_", extra="ignore")
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/taskflow_tasks"
+    host: str = "127.0.0.1"
+    port: int = 8001
+    db_pool_size: int = 20
+    source: str = "/taskflow/task-service"
+    max_body_bytes: int = MIB
+    # The relay runs inside the API process unless it is deployed on its own.
+    run_relay: bool = True
+    relay_batch_size: int = 500
+    relay_poll_interval: timedelta = timedelta(seconds=1)
+    relay_max_backoff: timedelta = timedelta(seconds=5)
+    outbox_retention: timedelta = timedelta(days=7)
+    idempotency_ttl: timedelta = timedelta(hours=24)
+    prune_interval: timedelta = timedelta(minutes=10)
+
+    def tortoise_config(self) -> dict[str, Any]:
+        return tortoise_config(self.database_url, self.db_pool_size)
+
+
+def tortoise_config(database_url: str, pool_size: int = 20) -> dict[str, Any]:
+    """Tortoise configuration for the task database, with its migrations package."""
+    url = tortoise_url(database_url)
+    separator = "&" if "?" in url else "?"
+    return {
+        "connections": {"default": f"{url}{separator}minsize=1&maxsize={pool_size}"},
+        "apps": {
+            "tasks": {
+                "models": ["task_api.db.models"],
+                "default_connection": "default",
+                "migrations": "task_api.db.migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the task service reads from the environment."""
+
+    service: TaskApiSettings = field(default_factory=TaskApiSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
