@@ -28,7 +28,8 @@ class KafkaSettings(BaseSettings):
     ssl_certificate_location: str | None = None
     ssl_key_location: str | None = None
     ssl_endpoint_identification_algorithm: str | None = None
-    # Any other librdkafka property, as JSON: {"socket.keepalive.enable": "true"}.
+    # Any other librdkafka property, as JSON: {"socket.keepalive.enable": "true"}; it wins
+    # over the producer/consumer defaults below (but not over a caller's overrides).
     extra: dict[str, str] = {}
     topic_namespace: str = ""
     partitions: int = 6
@@ -54,7 +55,6 @@ class KafkaSettings(BaseSettings):
             "ssl.endpoint.identification.algorithm": self.ssl_endpoint_identification_algorithm,
         }
         conf.update({key: value for key, value in optional.items() if value is not None})
-        conf.update(self.extra)
         return conf
 
     def producer(self, **overrides: Any) -> dict[str, Any]:
@@ -66,7 +66,7 @@ class KafkaSettings(BaseSettings):
             "message.timeout.ms": 15000,
             "compression.type": "none",
         }
-        return conf | overrides
+        return conf | self.extra | overrides
 
     def consumer(self, group_id: str, **overrides: Any) -> dict[str, Any]:
         """A manual-commit consumer with Tansu-safe group timings and low fetch wait."""
@@ -79,7 +79,11 @@ class KafkaSettings(BaseSettings):
             "heartbeat.interval.ms": 1000,
             "fetch.wait.max.ms": 20,
         }
-        return conf | overrides
+        return conf | self.extra | overrides
 
     def admin(self) -> dict[str, Any]:
         return self.common()
+
+    def with_extra(self, **properties: str) -> KafkaSettings:
+        """A copy with more librdkafka properties (they win over the defaults above)."""
+        return self.model_copy(update={"extra": self.extra | properties})

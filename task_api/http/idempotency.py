@@ -59,8 +59,10 @@ async def claim(
     ttl: timedelta,
 ) -> Reply | None:
     """None when this request owns the key now; else the stored reply to replay."""
-    _, rows = await conn.execute_query(CLAIM_SQL, [user_id, key, fingerprint, now, now - ttl])
-    if rows:
+    # execute_query_dict, not execute_query: Tortoise runs an INSERT through execute() and
+    # reads the OID of "INSERT 0 1" as its row count, so RETURNING is the reliable answer.
+    claimed = await conn.execute_query_dict(CLAIM_SQL, [user_id, key, fingerprint, now, now - ttl])
+    if claimed:
         return None
     _, found = await conn.execute_query(FIND_SQL, [user_id, key])
     stored = found[0]

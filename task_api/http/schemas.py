@@ -14,6 +14,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    field_validator,
     model_validator,
 )
 
@@ -113,12 +114,13 @@ class TaskPatch(StrictModel):
     reminders: Reminders | None = None
     recurrence: RRule = None
 
-    @model_validator(mode="after")
-    def _no_null_for_required(self) -> TaskPatch:
-        for name in ("title", "timezone", "priority", "tags", "reminders"):
-            if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"'{name}' cannot be null")
-        return self
+    @field_validator("title", "timezone", "priority", "tags", "reminders", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Only runs for fields present in the body: absent means "leave as is".
+        if value is None:
+            raise ValueError("cannot be null")
+        return value
 
 
 class SnoozeRequest(StrictModel):

@@ -17,7 +17,7 @@ from task_api.app import create_app
 from task_api.settings import Config, TaskApiSettings
 from tests.kafka_helpers import TopicReader
 
-SECRET = "integration-test-secret-0123456789abcdef"
+SECRET = "integration-test-secret-0123456789abcdef0123456789abcdef0123456789"
 
 
 @pytest.fixture(scope="session")

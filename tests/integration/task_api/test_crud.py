@@ -122,7 +122,9 @@ async def test_patch_without_change_emits_nothing(
     client: Client, auth: dict[str, str], tasks_topic: TopicReader
 ) -> None:
     task = await create(client, auth, title="same")
-    response = await client.patch(f"/api/v1/tasks/{task['id']}", json={"title": "same"}, headers=auth)
+    response = await client.patch(
+        f"/api/v1/tasks/{task['id']}", json={"title": "same"}, headers=auth
+    )
     assert response.status_code == 200 and (await response.get_json())["version"] == 1
     await tasks_topic.wait_count(1)
     assert len(await tasks_topic.settle()) == 1
@@ -143,7 +145,10 @@ async def test_recurring_completion_advances_in_task_time_zone(
 ) -> None:
     # 09:00 in Berlin on the Saturday before the spring DST change (08:00 UTC).
     task = await create(
-        client, auth, due_at="2026-03-28T09:00:00+01:00", timezone="Europe/Berlin",
+        client,
+        auth,
+        due_at="2026-03-28T09:00:00+01:00",
+        timezone="Europe/Berlin",
         recurrence="FREQ=DAILY",
     )
     response = await client.post(f"/api/v1/tasks/{task['id']}/complete", headers=auth)
@@ -163,7 +168,9 @@ async def test_exhausted_recurrence_completes(client: Client, auth: dict[str, st
     task = await create(
         client, auth, due_at="2026-03-28T08:00:00Z", recurrence="FREQ=DAILY;COUNT=1"
     )
-    body = await (await client.post(f"/api/v1/tasks/{task['id']}/complete", headers=auth)).get_json()
+    body = await (
+        await client.post(f"/api/v1/tasks/{task['id']}/complete", headers=auth)
+    ).get_json()
     assert body["status"] == "completed" and body["completed_at"] is not None
 
 
@@ -188,9 +195,7 @@ async def test_snooze_for_duration(client: Client, auth: dict[str, str]) -> None
     assert before + timedelta(hours=1) <= until <= datetime.now(UTC) + timedelta(hours=1)
 
 
-async def test_snooze_into_the_past_is_rejected(
-    client: Client, auth: dict[str, str]
-) -> None:
+async def test_snooze_into_the_past_is_rejected(client: Client, auth: dict[str, str]) -> None:
     task = await create(client, auth)
     response = await client.post(
         f"/api/v1/tasks/{task['id']}/snooze", json={"until": "2020-01-01T00:00:00Z"}, headers=auth
