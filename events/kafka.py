@@ -65,6 +65,8 @@ class KafkaSettings(BaseSettings):
             "linger.ms": 2,
             "message.timeout.ms": 15000,
             "compression.type": "none",
+            # Reconnect within a second of a broker coming back (default backs off to 10 s).
+            "reconnect.backoff.max.ms": 1000,
         }
         return conf | self.extra | overrides
 

@@ -29,12 +29,31 @@ class AsyncProducer:
         self._producer = Producer(config)
         self._running = True
         self._fatal: KafkaError | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: set[asyncio.Future[Message]] = set()
         self._thread = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
         self._thread.start()
 
     def _poll_loop(self) -> None:
         while self._running:
-            self._producer.poll(0.05)
+            try:
+                self._producer.poll(0.05)
+            except KafkaException as exc:
+                # A fatal error (e.g. the broker forgot our producer id) ends this producer:
+                # no delivery report will ever come for what is queued, so fail it all now.
+                err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                log.error("producer failed: %s", exc)
+                if err is None or err.fatal():
+                    self._fatal = err or KafkaError(KafkaError._FATAL, str(exc), fatal=True)
+                    if self._loop is not None:
+                        self._loop.call_soon_threadsafe(self._fail_pending, str(exc))
+                    return
+
+    def _fail_pending(self, reason: str) -> None:
+        for future in list(self._pending):
+            if not future.done():
+                future.set_exception(PublishError(f"producer failed: {reason}"))
+        self._pending.clear()
 
     @property
     def fatal_error(self) -> KafkaError | None:
@@ -57,8 +76,13 @@ class AsyncProducer:
         headers: Headers | None = None,
     ) -> asyncio.Future[Message]:
         """Queue one message; the future resolves on delivery or fails with `PublishError`."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[Message] = loop.create_future()
+        if self._fatal is not None:
+            future.set_exception(PublishError(f"producer failed: {self._fatal.str()}"))
+            return future
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             if err is not None and err.fatal():
@@ -89,8 +113,16 @@ class AsyncProducer:
         """Wait for queued messages; returns how many are still undelivered."""
         return int(await asyncio.to_thread(self._producer.flush, timeout))
 
+    def abandon(self) -> None:
+        """Stop polling without flushing: for a client being replaced after a failure."""
+        self._running = False
+        self._fail_pending("producer abandoned")
+
     async def close(self, timeout: float = 10.0) -> None:
         """Flush, then stop the poll thread."""
+        if self._fatal is not None:
+            self._running = False
+            return
         remaining = await self.flush(timeout)
         if remaining:
             log.warning("producer closed with %d undelivered messages", remaining)

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("task_api.relay")
 
 ProducerFactory = Callable[[], AsyncProducer]
+BACKLOG_GAUGE_INTERVAL = timedelta(seconds=5)
 
 
 class RelayError(Exception):
@@ -48,6 +49,7 @@ class OutboxRelay:
         retention: timedelta = timedelta(days=7),
         idempotency_ttl: timedelta = timedelta(hours=24),
         prune_interval: timedelta = timedelta(minutes=10),
+        delivery_timeout: timedelta = timedelta(seconds=60),
     ) -> None:
         self._producer_factory = producer_factory
         self._producer: AsyncProducer | None = None
@@ -59,17 +61,24 @@ class OutboxRelay:
         self._retention = retention
         self._idempotency_ttl = idempotency_ttl
         self._prune_interval = prune_interval
+        self._delivery_timeout = delivery_timeout.total_seconds()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
 
     @property
     def producer(self) -> AsyncProducer:
-        if self._producer is None or self._producer.fatal_error is not None:
-            if self._producer is not None:
-                log.warning("replacing producer after fatal error: %s", self._producer.fatal_error)
+        if self._producer is not None and self._producer.fatal_error is not None:
+            log.warning("replacing producer after fatal error: %s", self._producer.fatal_error)
+            self._discard_producer()
+        if self._producer is None:
             self._producer = self._producer_factory()
         return self._producer
+
+    def _discard_producer(self) -> None:
+        if self._producer is not None:
+            self._producer.abandon()
+            self._producer = None
 
     def wake(self) -> None:
         """Publish now: called after a commit that wrote outbox rows."""
@@ -82,7 +91,7 @@ class OutboxRelay:
     async def run(self) -> None:
         """Publish until `stop()`; the batch in flight finishes first."""
         await self._listen()
-        next_prune = datetime.now(UTC)
+        next_prune = next_gauge = datetime.now(UTC)
         retrying = AsyncRetrying(
             wait=wait_exponential_jitter(multiplier=0.1, max=self._max_backoff),
             retry=retry_if_exception_type(Exception),
@@ -100,9 +109,13 @@ class OutboxRelay:
                 except Exception:  # noqa: BLE001 - only reached when stopping mid-outage
                     log.warning("relay stopped with events still unpublished (they stay queued)")
                     break
-                if datetime.now(UTC) >= next_prune:
+                now = datetime.now(UTC)
+                if now >= next_gauge:
+                    await self._measure_backlog(now)
+                    next_gauge = now + BACKLOG_GAUGE_INTERVAL
+                if now >= next_prune:
                     await self._prune()
-                    next_prune = datetime.now(UTC) + self._prune_interval
+                    next_prune = now + self._prune_interval
                 if published >= self._batch_size:
                     continue  # more rows are waiting
                 with contextlib.suppress(TimeoutError):
@@ -114,8 +127,6 @@ class OutboxRelay:
         """Claim, publish and mark one batch in one transaction; returns rows published."""
         async with in_transaction() as conn:
             rows = await outbox.claim(conn, self._batch_size)
-            pending, _ = await outbox.backlog(conn, datetime.now(UTC))
-            self._metrics.outbox.backlog.set(pending)
             if not rows:
                 return 0
             producer = self.producer
@@ -133,7 +144,14 @@ class OutboxRelay:
                     tracer=tracer,
                 ):
                     futures.append(producer.produce(row.topic, row.payload, row.key, headers))
-            results = await asyncio.gather(*futures, return_exceptions=True)
+            try:
+                results = await asyncio.wait_for(
+                    asyncio.gather(*futures, return_exceptions=True), self._delivery_timeout
+                )
+            except TimeoutError:
+                # No report at all (not even a timeout) means a wedged client: start afresh.
+                self._discard_producer()
+                raise RelayError("no delivery reports within the delivery timeout") from None
             delivered_at = datetime.now(UTC)
             delivered = [
                 row
@@ -146,6 +164,11 @@ class OutboxRelay:
             lag = (delivered_at - row.created_at).total_seconds()
             self._metrics.outbox.published(row.event_type, lag)
         failed = len(rows) - len(delivered)
+        if failed and not delivered:
+            # Nothing got through: start the next attempt on a fresh client. An idempotent
+            # librdkafka producer that timed out can stay wedged (epoch bump waiting on a
+            # drain) or be fatally unknown to a broker that restarted empty.
+            self._discard_producer()
         if failed:
             errors = {str(r) for r in results if isinstance(r, BaseException)}
             self._metrics.outbox.publish_failures.inc(failed)
@@ -166,6 +189,15 @@ class OutboxRelay:
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
+
+    async def _measure_backlog(self, now: datetime) -> None:
+        try:
+            async with in_transaction() as conn:
+                pending, _ = await outbox.backlog(conn, now)
+        except Exception as exc:  # noqa: BLE001 - a gauge must not stop publishing
+            log.warning("could not measure the outbox backlog: %s", exc)
+            return
+        self._metrics.outbox.backlog.set(pending)
 
     async def _prune(self) -> None:
         now = datetime.now(UTC)

@@ -1,0 +1,163 @@
+"""Task service benchmark: creates/s, latency, and outbox publish lag, on the real stack.
+
+Workload: `--clients` concurrent HTTP/1.1 keep-alive clients POST /api/v1/tasks for
+`--seconds` (after a warm-up), against `taskflow serve task-api` on PostgreSQL
+(TASKFLOW_TEST_DATABASE_URL or embedded) with the relay publishing to a local Tansu broker.
+The load generator runs in its own process. Prints one JSON line.
+
+    .venv/bin/python -m tests.bench.task_api --clients 32 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import platform
+import time
+from datetime import timedelta
+
+import asyncpg
+import httpx
+import psutil
+
+from deploy.broker import free_port
+from events.web.auth import issue_token
+from tests.bench._harness import (
+    local_broker,
+    percentile,
+    postgres_admin_url,
+    scratch_database,
+    service_process,
+)
+
+SECRET = "bench-secret-" + "x" * 40
+BODY = {
+    "title": "Benchmark task",
+    "due_at": "2026-12-01T09:00:00Z",
+    "priority": "high",
+    "tags": ["bench"],
+    "reminders": [{"before": "PT15M"}],
+}
+
+
+async def _load(url: str, clients: int, seconds: float, warmup: float) -> dict[str, float]:
+    token = issue_token(SECRET, "bench-user", ttl=timedelta(hours=1))
+    headers = {"Authorization": f"Bearer {token}"}
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits) as client:
+        measure_from = time.monotonic() + warmup
+        stop_at = measure_from + seconds
+
+        async def worker() -> None:
+            nonlocal errors
+            while (now := time.monotonic()) < stop_at:
+                response = await client.post("/api/v1/tasks", json=BODY)
+                took = time.monotonic() - now
+                if now >= measure_from:
+                    if response.status_code == 201:
+                        latencies.append(took)
+                    else:
+                        errors += 1
+
+        await asyncio.gather(*(worker() for _ in range(clients)))
+    return {
+        "creates": len(latencies),
+        "errors": errors,
+        "creates_per_s": len(latencies) / seconds,
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+    }
+
+
+def _load_process(
+    url: str,
+    clients: int,
+    seconds: float,
+    warmup: float,
+    out: multiprocessing.Queue[dict[str, float]],
+) -> None:
+    out.put(asyncio.run(_load(url, clients, seconds, warmup)))
+
+
+async def _publish_lag(database_url: str) -> dict[str, float]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        deadline = time.monotonic() + 60
+        while await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("outbox did not drain")
+            await asyncio.sleep(0.2)
+        row = await conn.fetchrow(
+            """SELECT
+                 percentile_cont(0.5) WITHIN GROUP (ORDER BY lag) AS p50,
+                 percentile_cont(0.99) WITHIN GROUP (ORDER BY lag) AS p99,
+                 count(*) AS n
+               FROM (SELECT extract(epoch FROM published_at - created_at) * 1000 AS lag
+                     FROM outbox) AS lags"""
+        )
+        return {
+            "lag_p50_ms": float(row["p50"]),
+            "lag_p99_ms": float(row["p99"]),
+            "events_published": int(row["n"]),
+        }
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--warmup", type=float, default=3)
+    args = parser.parse_args()
+
+    from task_api.cli import migrate
+
+    with (
+        postgres_admin_url() as admin_url,
+        scratch_database(admin_url, "tasks") as db_url,
+        local_broker() as (_, kafka),
+    ):
+        port = free_port()
+        env = {
+            "TASKFLOW_TASK_API_DATABASE_URL": db_url,
+            "TASKFLOW_KAFKA_BOOTSTRAP": kafka.bootstrap,
+            "TASKFLOW_JWT_SECRET": SECRET,
+            "TASKFLOW_LOG_LEVEL": "WARNING",
+        }
+        os.environ.update(env)
+        asyncio.run(migrate())
+        url = f"http://127.0.0.1:{port}"
+        with service_process(
+            ["serve", "task-api", "--port", str(port)], env, f"{url}/readyz"
+        ) as server:
+            queue: multiprocessing.Queue[dict[str, float]] = multiprocessing.Queue()
+            loader = multiprocessing.Process(
+                target=_load_process, args=(url, args.clients, args.seconds, args.warmup, queue)
+            )
+            loader.start()
+            load = queue.get()
+            loader.join()
+            rss_mib = psutil.Process(server.pid).memory_info().rss / 2**20
+        lag = asyncio.run(_publish_lag(db_url))
+    print(
+        json.dumps(
+            {
+                "bench": "task_api",
+                "clients": args.clients,
+                "seconds": args.seconds,
+                **{k: round(v, 2) for k, v in {**load, **lag}.items()},
+                "server_rss_mib": round(rss_mib, 1),
+                "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

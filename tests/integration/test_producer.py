@@ -1,0 +1,58 @@
+"""The asyncio producer against a real broker: headers, delivery futures, fatal errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from deploy.broker import ensure_topics, free_port, start_broker
+from events.errors import PublishError
+from events.kafka import KafkaSettings
+from events.producer import AsyncProducer
+from tests.kafka_helpers import TopicReader, headers_of
+
+
+async def test_delivery_future_and_headers_round_trip(kafka_settings: KafkaSettings) -> None:
+    producer = AsyncProducer(kafka_settings.producer())
+    reader = TopicReader(kafka_settings, kafka_settings.topics.tasks)
+    try:
+        await producer.warm_up(kafka_settings.topics.tasks)
+        delivered = await producer.produce(
+            kafka_settings.topics.tasks, b"v", "k", [("traceparent", b"00-abc"), ("x", "y")]
+        )
+        assert delivered.error() is None and delivered.offset() is not None
+        (msg,) = await reader.wait_count(1)
+        assert msg.key() == b"k" and msg.value() == b"v"
+        assert headers_of(msg) == {"traceparent": "00-abc", "x": "y"}
+    finally:
+        reader.close()
+        await producer.close()
+
+
+async def test_broker_that_forgot_us_fails_fast_and_a_new_producer_delivers() -> None:
+    port = free_port()
+    broker = start_broker(port)
+    settings = KafkaSettings(bootstrap=broker.bootstrap, topic_namespace=f"f{port}.")
+    settings = settings.with_extra(**{"message.timeout.ms": "2000"})
+    ensure_topics(settings)
+    producer = AsyncProducer(settings.producer())
+    try:
+        await producer.produce(settings.topics.tasks, b"1", "k")
+        broker.stop()
+        with pytest.raises(PublishError):
+            await producer.produce(settings.topics.tasks, b"2", "k")
+        broker = start_broker(port)  # an empty broker: our idempotent producer id is unknown
+        ensure_topics(settings)
+        with pytest.raises(PublishError):
+            for _ in range(3):  # the first send after the restart may still be in flight
+                await producer.produce(settings.topics.tasks, b"3", "k")
+        assert producer.fatal_error is not None
+        with pytest.raises(PublishError):
+            await producer.produce(settings.topics.tasks, b"4", "k")  # fails at once
+
+        replacement = AsyncProducer(settings.producer())
+        delivered = await replacement.produce(settings.topics.tasks, b"5", "k")
+        assert delivered.error() is None
+        await replacement.close()
+    finally:
+        await producer.close()
+        broker.stop()
