@@ -7,10 +7,12 @@ system rebuilds from PostgreSQL after that.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from events.kafka import KafkaSettings
+
+PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -64,10 +68,24 @@ class LocalBroker:
         os.kill(self.process.pid, signal.SIGCONT)
 
 
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM the broker if the process that started it dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def start_broker(
-    port: int | None = None, log_file: Path | None = None, ready_timeout: float = 20.0
+    port: int | None = None,
+    log_file: Path | None = None,
+    ready_timeout: float = 20.0,
+    die_with_parent: bool = False,
 ) -> LocalBroker:
-    """Start Tansu on 127.0.0.1 and wait until it answers metadata requests."""
+    """Start Tansu on 127.0.0.1 and wait until it answers metadata requests.
+
+    With `die_with_parent` (Linux), a crashed or killed caller never leaves a broker behind
+    (tests use it). Linux ties this to the calling *thread*: call it from a long-lived one.
+    """
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     with open(log_file or os.devnull, "ab") as out:
@@ -77,6 +95,7 @@ def start_broker(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,  # noqa: PLW1509
         )
     broker = LocalBroker(port=port, process=process)
     try:

@@ -55,7 +55,7 @@ async def create_database(pg_admin_url: str) -> AsyncIterator[Callable[[str], Aw
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     """One Tansu broker for the whole session, stopped by PID at the end."""
     log = tmp_path_factory.mktemp("broker") / "tansu.log"
-    local = start_broker(log_file=log)
+    local = start_broker(log_file=log, die_with_parent=True)
     try:
         yield local
     finally:

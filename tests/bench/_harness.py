@@ -47,7 +47,7 @@ def scratch_database(admin_url: str, purpose: str) -> Iterator[str]:
 
 @contextmanager
 def local_broker(partitions: int = 6) -> Iterator[tuple[LocalBroker, KafkaSettings]]:
-    broker = start_broker()
+    broker = start_broker(die_with_parent=True)
     settings = KafkaSettings(bootstrap=broker.bootstrap, partitions=partitions)
     ensure_topics(settings)
     try:

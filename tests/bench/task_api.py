@@ -136,6 +136,8 @@ def main() -> None:
         with service_process(
             ["serve", "task-api", "--port", str(port)], env, f"{url}/readyz"
         ) as server:
+            server_process = psutil.Process(server.pid)
+            cpu_before = sum(server_process.cpu_times()[:2])
             queue: multiprocessing.Queue[dict[str, float]] = multiprocessing.Queue()
             loader = multiprocessing.Process(
                 target=_load_process, args=(url, args.clients, args.seconds, args.warmup, queue)
@@ -143,7 +145,10 @@ def main() -> None:
             loader.start()
             load = queue.get()
             loader.join()
-            rss_mib = psutil.Process(server.pid).memory_info().rss / 2**20
+            rss_mib = server_process.memory_info().rss / 2**20
+            # CPU per create is steadier than wall-clock rates on a busy machine.
+            cpu_ms = (sum(server_process.cpu_times()[:2]) - cpu_before) * 1000
+            load["server_cpu_ms_per_create"] = cpu_ms / max(load["creates"], 1)
         lag = asyncio.run(_publish_lag(db_url))
     print(
         json.dumps(
@@ -153,7 +158,8 @@ def main() -> None:
                 "seconds": args.seconds,
                 **{k: round(v, 2) for k, v in {**load, **lag}.items()},
                 "server_rss_mib": round(rss_mib, 1),
-                "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+                "machine": f"{platform.machine()} {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
             }
         )
     )

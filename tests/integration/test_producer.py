@@ -30,7 +30,7 @@ async def test_delivery_future_and_headers_round_trip(kafka_settings: KafkaSetti
 
 async def test_broker_that_forgot_us_fails_fast_and_a_new_producer_delivers() -> None:
     port = free_port()
-    broker = start_broker(port)
+    broker = start_broker(port, die_with_parent=True)
     settings = KafkaSettings(bootstrap=broker.bootstrap, topic_namespace=f"f{port}.")
     settings = settings.with_extra(**{"message.timeout.ms": "2000"})
     ensure_topics(settings)
@@ -40,7 +40,9 @@ async def test_broker_that_forgot_us_fails_fast_and_a_new_producer_delivers() ->
         broker.stop()
         with pytest.raises(PublishError):
             await producer.produce(settings.topics.tasks, b"2", "k")
-        broker = start_broker(port)  # an empty broker: our idempotent producer id is unknown
+        broker = start_broker(
+            port, die_with_parent=True
+        )  # an empty broker: our idempotent producer id is unknown
         ensure_topics(settings)
         with pytest.raises(PublishError):
             for _ in range(3):  # the first send after the restart may still be in flight

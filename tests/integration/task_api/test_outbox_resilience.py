@@ -191,7 +191,7 @@ async def test_broker_down_writes_accepted_and_delivered_in_order_later(
     task_db_url: str, auth: dict[str, str]
 ) -> None:
     port = free_port()
-    broker = start_broker(port)
+    broker = start_broker(port, die_with_parent=True)
     settings = KafkaSettings(
         bootstrap=broker.bootstrap, topic_namespace=f"down{port}.", partitions=3
     ).with_extra(**{"message.timeout.ms": "3000"})
@@ -216,7 +216,9 @@ async def test_broker_down_writes_accepted_and_delivered_in_order_later(
             assert ready.status_code == 503
             assert "kafka" in (await ready.get_json())["detail"]
 
-            broker = start_broker(port)  # Tansu restarts empty, like a wiped dev broker
+            broker = start_broker(
+                port, die_with_parent=True
+            )  # Tansu restarts empty, like a wiped dev broker
             ensure_topics(settings)
             reader = TopicReader(settings, settings.topics.tasks)
             expected = await outbox_ids(task_db_url, settings.topic_namespace)
