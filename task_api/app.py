@@ -72,6 +72,7 @@ def create_app(
         idempotency_ttl=settings.idempotency_ttl,
         clock=clock,
         on_commit=relay.wake if settings.run_relay else (lambda: None),
+        notify_relays=not settings.run_relay,
     )
     app.extensions["task_api"] = context
     relay_task: asyncio.Task[None] | None = None

@@ -25,6 +25,8 @@ class TaskContext:
     clock: Clock = utc_now
     # Called after every commit that wrote an event; the relay publishes right away.
     on_commit: Callable[[], None] = lambda: None
+    # With no relay in this process, NOTIFY the relays elsewhere (LISTEN taskflow_outbox).
+    notify_relays: bool = False
 
 
 def task_context() -> TaskContext:

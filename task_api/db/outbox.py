@@ -77,6 +77,11 @@ async def enqueue(conn: BaseDBAsyncClient, topic: str, key: str, envelope: Envel
     )
 
 
+async def notify_relays(conn: BaseDBAsyncClient) -> None:
+    """Wake relays in other processes when this transaction commits."""
+    await conn.execute_query_dict("SELECT pg_notify($1, '')", [NOTIFY_CHANNEL])
+
+
 async def claim(conn: BaseDBAsyncClient, limit: int) -> list[PendingEvent]:
     """Lock the next publishable rows (the caller's transaction holds the locks)."""
     _, rows = await conn.execute_query(CLAIM_SQL, [limit])

@@ -18,6 +18,7 @@ from tortoise.transactions import in_transaction
 from events.web.auth import Principal, bearer_principal
 from task_api import queries, services
 from task_api.context import task_context
+from task_api.db import outbox
 from task_api.http import idempotency
 from task_api.http.replies import Reply, parse_if_match, task_json, task_reply
 from task_api.http.schemas import SnoozeRequest, TaskCreate, TaskListQuery, TaskPatch
@@ -64,6 +65,8 @@ async def write(handler: Handler) -> Response:
         reply = await handler(conn)
         if key is not None:
             await idempotency.store(conn, user_id, key, reply)
+        if ctx.notify_relays:
+            await outbox.notify_relays(conn)
     ctx.on_commit()
     return reply.to_response()
 

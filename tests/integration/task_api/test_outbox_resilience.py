@@ -243,3 +243,20 @@ async def _eventually_ready(client: Client, deadline_s: float = 20) -> None:
             return
         assert time.monotonic() < end, await response.get_data()
         await asyncio.sleep(0.2)
+
+
+async def test_relay_in_another_process_is_woken_by_notify(
+    api_only: Client,
+    auth: dict[str, str],
+    tasks_topic: TopicReader,
+    relay_env: dict[str, str],
+    relays: list[subprocess.Popen[bytes]],
+) -> None:
+    await make_changes(api_only, auth, tasks=1, updates=0)
+    # A minute between polls: only a notification can bring the second event quickly.
+    start_relay({**relay_env, "TASKFLOW_TASK_API_RELAY_POLL_INTERVAL": "PT60S"}, relays)
+    await tasks_topic.wait_count(1, deadline_s=30)  # published at start; now it listens
+    started = time.monotonic()
+    await make_changes(api_only, auth, tasks=1, updates=0)
+    await tasks_topic.wait_count(2, deadline_s=30)
+    assert time.monotonic() - started < 30
