@@ -27,8 +27,10 @@ from events.payloads import (
     TaskUpdated,
 )
 from events.topics import Topics
+from observability.propagation import current_traceparent
 from task_api.db import outbox
 from task_api.db.models import Task
+from task_api.db.writes import insert_task_with_event
 from task_api.exceptions import InvalidTask, StateConflict, TaskNotFound, VersionMismatch
 from task_api.http.schemas import TaskCreate, TaskPatch
 from task_api.recurrence import next_occurrence
@@ -52,11 +54,17 @@ class EventSink:
     topics: Topics
     source: str
 
-    async def emit(self, conn: BaseDBAsyncClient, payload: TaskState) -> None:
-        envelope = Envelope(
-            data=payload, source=self.source, subject=str(payload.id), user_id=payload.user_id
+    def envelope(self, payload: TaskState) -> Envelope[TaskState]:
+        return Envelope(
+            data=payload,
+            source=self.source,
+            subject=str(payload.id),
+            user_id=payload.user_id,
+            traceparent=current_traceparent(),
         )
-        await outbox.enqueue(conn, self.topics.tasks, str(payload.id), envelope)
+
+    async def emit(self, conn: BaseDBAsyncClient, payload: TaskState) -> None:
+        await outbox.enqueue(conn, self.topics.tasks, str(payload.id), self.envelope(payload))
 
 
 def state_of(task: Task) -> dict[str, Any]:
@@ -138,8 +146,8 @@ async def create_task(
         version=1,
     )
     _check_consistency(task)
-    await task.save(using_db=conn, force_create=True)
-    await sink.emit(conn, TaskCreated(**state_of(task)))
+    envelope = sink.envelope(TaskCreated(**state_of(task)))
+    await insert_task_with_event(conn, task, sink.topics.tasks, envelope)
     return task
 
 

@@ -102,6 +102,8 @@ async def test_cloudevent_envelope_is_structured_json(
     assert doc["data"]["id"] == task["id"] and doc["data"]["version"] == 1
     assert datetime.fromisoformat(doc["time"]).tzinfo is not None
     uuid.UUID(doc["id"])
+    # The extension names the request's trace; the header carries the publish span's child.
+    assert doc["traceparent"].split("-")[1] == headers_of(msg)["traceparent"].split("-")[1]
 
 
 async def test_get_patch_with_if_match(client: Client, auth: dict[str, str]) -> None:

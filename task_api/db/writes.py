@@ -1,0 +1,63 @@
+"""The create hot path: the task row and its outbox row in one INSERT statement.
+
+Creates are the busiest write; one statement (a data-modifying CTE) halves the round
+trips and skips the ORM's per-row work. It still runs inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from events.codec import Envelope, encode
+from task_api.db.models import Task
+from task_api.db.outbox import trace_headers
+
+INSERT_TASK_WITH_EVENT = """
+WITH new_task AS (
+    INSERT INTO tasks (id, user_id, title, description, due_at, timezone, priority, tags,
+                       reminders, recurrence, status, created_at, updated_at, completed_at,
+                       snoozed_until, version)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16)
+)
+INSERT INTO outbox (event_id, topic, key, event_type, payload, headers, created_at)
+VALUES ($17, $18, $19, $20, $21, $22::jsonb, $23)
+"""
+
+
+async def insert_task_with_event(
+    conn: BaseDBAsyncClient, task: Task, topic: str, envelope: Envelope[Any]
+) -> None:
+    """Insert a new task and the event announcing it, atomically."""
+    await conn.execute_query(
+        INSERT_TASK_WITH_EVENT,
+        [
+            task.id,
+            task.user_id,
+            task.title,
+            task.description,
+            task.due_at,
+            task.timezone,
+            task.priority,
+            list(task.tags),
+            orjson.dumps(task.reminders).decode(),
+            task.recurrence,
+            task.status,
+            task.created_at,
+            task.updated_at,
+            task.completed_at,
+            task.snoozed_until,
+            task.version,
+            uuid.UUID(envelope.id),
+            topic,
+            str(task.id),
+            envelope.type,
+            encode(envelope),
+            orjson.dumps(trace_headers(envelope)).decode(),
+            datetime.now(UTC),
+        ],
+    )
