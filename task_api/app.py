@@ -94,11 +94,9 @@ def create_app(
         nonlocal relay_task
         await Tortoise.init(config=settings.tortoise_config(), _enable_global_fallback=True)
         if settings.run_relay:
-            try:
-                await relay.producer.warm_up(kafka.topics.tasks)
-            except Exception as exc:  # noqa: BLE001 - the broker may come later; writes still work
-                log.warning("Kafka not reachable at start (events will wait): %s", exc)
-            relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+            relay_task = asyncio.create_task(
+                relay.run(warm_up_topic=kafka.topics.tasks), name="outbox-relay"
+            )
 
     @app.after_serving
     async def stop() -> None:

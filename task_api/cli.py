@@ -22,17 +22,34 @@ def serve(host: str | None = None, port: int | None = None) -> None:
     """Run the API (and the in-process relay) on Hypercorn until SIGINT/SIGTERM."""
     from hypercorn.asyncio import serve as hypercorn_serve
     from hypercorn.config import Config as HypercornConfig
+    from hypercorn.run import run as hypercorn_run
 
     from task_api.app import SERVICE_NAME, create_app
 
     setup_logging(SERVICE_NAME)
     config = Config()
-    app = create_app(config)
     server = HypercornConfig()
     server.bind = [f"{host or config.service.host}:{port or config.service.port}"]
     server.accesslog = None
     server.graceful_timeout = 10
+    if config.service.workers > 1:
+        # Worker processes each build their own app (and relay: relays share the outbox
+        # safely). Hypercorn's parent process handles the signals.
+        server.application_path = "task_api.cli:worker_app()"
+        server.workers = config.service.workers
+        server.worker_class = "uvloop"
+        hypercorn_run(server)
+        return
+    app = create_app(config)
     _run_until_signal(lambda stop: hypercorn_serve(app, server, shutdown_trigger=stop.wait))
+
+
+def worker_app() -> object:
+    """The app of one Hypercorn worker process (multi-worker mode)."""
+    from task_api.app import SERVICE_NAME, create_app
+
+    setup_logging(SERVICE_NAME)
+    return create_app(Config())
 
 
 def relay() -> None:
@@ -53,7 +70,7 @@ def relay() -> None:
             poll_interval=settings.relay_poll_interval,
             max_backoff=settings.relay_max_backoff,
         )
-        runner = asyncio.create_task(outbox_relay.run())
+        runner = asyncio.create_task(outbox_relay.run(warm_up_topic=config.kafka.topics.tasks))
         await stop.wait()
         outbox_relay.stop()
         await runner

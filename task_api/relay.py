@@ -88,8 +88,14 @@ class OutboxRelay:
         self._stopping.set()
         self._wake.set()
 
-    async def run(self) -> None:
+    async def run(self, warm_up_topic: str | None = None) -> None:
         """Publish until `stop()`; the batch in flight finishes first."""
+        if warm_up_topic is not None:
+            try:
+                # Connect now so the first event does not pay for it (~1 s on Tansu).
+                await self.producer.warm_up(warm_up_topic, timeout=5.0)
+            except Exception as exc:  # noqa: BLE001 - the broker may come later; rows wait
+                log.warning("Kafka not reachable at start (events will wait): %s", exc)
         await self._listen()
         next_prune = next_gauge = datetime.now(UTC)
         retrying = AsyncRetrying(

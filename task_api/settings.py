@@ -22,6 +22,8 @@ class TaskApiSettings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/taskflow_tasks"
     host: str = "127.0.0.1"
     port: int = 8001
+    # Hypercorn worker processes; each runs the API and a relay.
+    workers: int = 1
     db_pool_size: int = 20
     source: str = "/taskflow/task-service"
     max_body_bytes: int = MIB
