@@ -1,0 +1,99 @@
+"""The audit service's Quart app: the one composition root of the process."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client import CollectorRegistry
+from quart import Quart, request
+from quart_schema import QuartSchema
+
+from audit_store.db.pool import create_pool
+from audit_store.digests import Signer
+from audit_store.http.routes import audit
+from audit_store.metrics import AuditMetrics, WatermarkReader
+from audit_store.ports import Clock, utc_now
+from audit_store.services import AuditServices
+from audit_store.settings import AuditSettings
+from events.kafka import KafkaSettings
+from events.web.auth import AuthSettings
+from events.web.probes import probes_blueprint
+from events.web.problems import install_problem_handlers
+from observability.quart import instrument_app
+
+MAX_BODY = 1024 * 1024
+SERVICE_NAME = "taskflow-audit"
+
+
+def create_app(
+    settings: AuditSettings | None = None,
+    auth: AuthSettings | None = None,
+    kafka: KafkaSettings | None = None,
+    clock: Clock = utc_now,
+    background: bool = True,
+) -> Quart:
+    """Build the app; clients connect in `before_serving`, never at import or here."""
+    settings = settings or AuditSettings()
+    auth = auth or AuthSettings()
+    app = Quart("audit_store")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    QuartSchema(app, info={"title": "TaskFlow audit service", "version": "1"})
+    install_problem_handlers(app)
+    registry = CollectorRegistry()
+    instrument_app(app, SERVICE_NAME, registry)
+    metrics = AuditMetrics(registry)
+    state: dict[str, AuditServices] = {}
+
+    async def check_database() -> None:
+        await state["services"].pool.fetchval("SELECT 1")
+
+    async def check_kafka() -> None:
+        reader = state["services"].watermarks
+        if reader is not None:
+            await asyncio.to_thread(reader.check)
+
+    checks = {"database": check_database}
+    if kafka is not None:
+        checks["kafka"] = check_kafka
+    app.register_blueprint(probes_blueprint(checks, registry))
+    app.register_blueprint(audit)
+
+    @app.before_serving
+    async def start() -> None:
+        pool = await create_pool(settings.database_url, settings.pool_size)
+        services = AuditServices(
+            settings=settings,
+            pool=pool,
+            signer=Signer.from_settings(settings),
+            metrics=metrics,
+            clock=clock,
+            jwt_secret=auth.jwt_secret.get_secret_value(),
+            watermarks=WatermarkReader(kafka.common()) if kafka is not None else None,
+        )
+        state["services"] = services
+        app.extensions["audit"] = services
+        if background:
+            for interval, job in (
+                (settings.digest_interval, services.sign_digests),
+                (settings.purge_interval, services.scheduled_purge),
+                (settings.verify_interval, services.scheduled_verify),
+            ):
+                app.add_background_task(services.every, interval, job)
+
+    @app.before_request
+    async def refresh_metrics() -> None:
+        if request.path == "/metrics" and "services" in state:
+            services = state["services"]
+            await services.metrics.refresh(services.pool, services.watermarks)
+
+    @app.after_serving
+    async def stop() -> None:
+        services = state.pop("services", None)
+        if services is None:
+            return
+        services.stopping.set()
+        await services.pool.close()
+        if services.watermarks is not None:
+            await asyncio.to_thread(services.watermarks.close)
+
+    return app

@@ -1,0 +1,62 @@
+"""Entry points `deploy/cli.py` calls: `serve`, `migrate`, `purge`."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config
+
+from audit_store.app import SERVICE_NAME, create_app
+from audit_store.db.migrate import migrate as apply_migrations
+from audit_store.db.pool import create_pool
+from audit_store.ports import utc_now
+from audit_store.retention import purge as run_purge
+from audit_store.settings import AuditSettings
+from events.kafka import KafkaSettings
+from observability.logs import setup_logging
+from observability.tracing import setup_tracing
+
+
+def serve(host: str | None = None, port: int | None = None) -> None:
+    """Run the audit API (and its digest, purge and verify schedules) until SIGINT/SIGTERM."""
+    settings = AuditSettings()
+    config = Config()
+    config.bind = [f"{host or settings.host}:{port or settings.port}"]
+    config.accesslog = None
+    setup_logging(SERVICE_NAME)
+    setup_tracing(SERVICE_NAME)
+    app = create_app(settings, kafka=KafkaSettings())
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await hypercorn_serve(app, config, shutdown_trigger=stop.wait)
+
+    asyncio.run(main())
+
+
+async def migrate() -> None:
+    """Apply the audit database's pending migrations."""
+    await apply_migrations(AuditSettings().database_url)
+
+
+async def purge() -> None:
+    """Apply retention once (legal holds respected); the purge is itself audited."""
+    settings = AuditSettings()
+    pool = await create_pool(settings.database_url, 2)
+    try:
+        result = await run_purge(
+            pool,
+            settings.retention_days,
+            settings.retention_default_days,
+            utc_now,
+            actor="cli",
+            batch=settings.purge_batch,
+        )
+    finally:
+        await pool.close()
+    print(f"purged {result.purged} entries ({result.held} held); recorded as {result.event_id}")

@@ -1,0 +1,1 @@
+"""The audit database: versioned SQL migrations and the connection pool."""

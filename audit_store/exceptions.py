@@ -1,0 +1,21 @@
+"""Domain errors of the audit service, rooted in `AuditError` and mapped to problem+json."""
+
+from __future__ import annotations
+
+from events.web.problems import ProblemError
+
+
+class AuditError(ProblemError):
+    """Base of every audit service error."""
+
+
+class Forbidden(AuditError):
+    status = 403
+    title = "Forbidden"
+    slug = "forbidden"
+
+
+class HoldNotFound(AuditError):
+    status = 404
+    title = "Not found"
+    slug = "not-found"

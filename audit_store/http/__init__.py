@@ -1,0 +1,1 @@
+"""HTTP routes and request schemas of the audit service."""

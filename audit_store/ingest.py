@@ -1,0 +1,224 @@
+"""The idempotent, chain-keeping batch writer used by the audit dataflow's sink.
+
+Per batch, in one transaction: lock the chain heads; skip re-deliveries (at or below
+the head's offset and already stored) and event ids stored before (a relay re-publishing
+at a new offset); chain the rest in offset order; insert with `unnest` + `ON CONFLICT
+DO NOTHING`; dead-letter poison; advance the heads. If a concurrent writer stored one of
+our event ids first, the insert count is short: roll back and redo the batch looking ids
+up first, so a chain never references an entry that is not there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from audit_store.chain import Entry, entry_hash
+from audit_store.db.entries import (
+    UPDATE_HEADS_SQL,
+    Head,
+    Row,
+    existing,
+    insert_rows,
+    lock_heads,
+)
+from audit_store.ports import DeadLetters
+from audit_store.records import AuditRecord, Poison
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 8
+
+
+class _ShortInsert(Exception):
+    """Another writer stored one of this batch's event ids first: redo the batch."""
+
+
+@dataclass
+class WriteResult:
+    inserted: int = 0
+    duplicates: int = 0
+    replayed: int = 0
+    dead_lettered: int = 0
+
+
+def chain_entries(
+    head: Head, records: Sequence[AuditRecord], recorded_at: datetime
+) -> tuple[list[Row], Head]:
+    """Hash `records` onto `head` in order; returns insert rows and the new head."""
+    rows: list[Row] = []
+    seq, prev = head.seq, head.hash
+    for rec in records:
+        seq += 1
+        offset = rec.origin.offset if rec.origin.offset >= 0 else None
+        entry = Entry(
+            rec.origin.chain_id,
+            seq,
+            rec.event_id,
+            rec.type,
+            rec.source,
+            rec.subject,
+            rec.user_id,
+            rec.task_id,
+            rec.occurred_at,
+            recorded_at,
+            rec.data_json,
+            rec.trace_id,
+            rec.snapshot,
+            offset,
+        )
+        digest = entry_hash(prev, entry)
+        rows.append(
+            (
+                rec.event_id,
+                entry.chain_id,
+                seq,
+                offset,
+                rec.type,
+                rec.source,
+                rec.subject,
+                rec.user_id,
+                rec.task_id,
+                rec.occurred_at,
+                recorded_at,
+                rec.data_json,
+                rec.trace_id,
+                rec.snapshot,
+                prev,
+                digest,
+                rec.search_text,
+            )
+        )
+        prev = digest
+    return rows, Head(seq, prev, head.last_offset)
+
+
+class ChainWriter:
+    """Writes dataflow batches; safe to call again with the same or overlapping input."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, dead_letters: DeadLetters, clock: Callable[[], datetime]
+    ) -> None:
+        self._pool = pool
+        self._dlq = dead_letters
+        self._clock = clock
+        self._known: set[str] = set()  # chains whose head row exists
+
+    async def write(self, items: Sequence[AuditRecord | Poison]) -> WriteResult:
+        """Store a batch. The first attempt trusts that event ids are new (replays are
+        caught by offset); if the insert comes up short, redo it looking ids up first."""
+        if not items:
+            return WriteResult()
+        retry = (_ShortInsert, asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    result = await self._write(conn, items, lookup=attempt > 1)
+                self._known.update(item.origin.chain_id for item in items)
+                return result
+            except retry as exc:
+                if attempt == MAX_ATTEMPTS:
+                    raise
+                log.info("audit batch redone (attempt %d): %s", attempt, exc)
+        raise AssertionError("unreachable")
+
+    async def _write(
+        self, conn: asyncpg.Connection, items: Sequence[AuditRecord | Poison], lookup: bool
+    ) -> WriteResult:
+        now = self._clock()
+        by_chain: dict[str, list[AuditRecord | Poison]] = {}
+        origins: dict[str, tuple[str, int]] = {}
+        for item in items:
+            by_chain.setdefault(item.origin.chain_id, []).append(item)
+            origins[item.origin.chain_id] = (item.origin.topic, item.origin.partition)
+        heads = await lock_heads(conn, origins, now, ensure=not self._known.issuperset(origins))
+        for chain_items in by_chain.values():
+            chain_items.sort(key=lambda i: i.origin.offset)
+        # Records at or below a head's offset are normally re-deliveries after a restart
+        # (already stored). One whose id is not stored means the partition restarted from
+        # offset 0 (a local broker that lost its log): it is new, not a replay.
+        below = [
+            i.event_id
+            for cid, its in by_chain.items()
+            for i in its
+            if isinstance(i, AuditRecord) and i.origin.offset <= heads[cid].last_offset
+        ]
+        stored = await existing(conn, below) if below else set()
+        replayed = set(stored)
+        if lookup:  # a redo: a concurrent writer may have stored some of the rest
+            stored |= await existing(
+                conn,
+                [
+                    i.event_id
+                    for its in by_chain.values()
+                    for i in its
+                    if isinstance(i, AuditRecord)
+                ],
+            )
+        result = WriteResult()
+        rows: list[Row] = []
+        poison: list[Poison] = []
+        head_updates = []
+        for cid, chain_items in by_chain.items():
+            head = heads[cid]
+            records: list[AuditRecord] = []
+            dlq = 0
+            reset = False
+            for item in chain_items:
+                old = item.origin.offset <= head.last_offset
+                if isinstance(item, Poison):
+                    poison.append(item)  # re-sent if replayed: dead letters are at-least-once
+                    dlq += 0 if old else 1
+                elif item.event_id in replayed and old:
+                    result.replayed += 1
+                elif item.event_id in stored:
+                    result.duplicates += 1
+                else:
+                    reset = reset or old
+                    stored.add(item.event_id)
+                    records.append(item)
+            chain_rows, new_head = chain_entries(head, records, now)
+            rows.extend(chain_rows)
+            newest = chain_items[-1].origin
+            last = newest.offset if reset else max(head.last_offset, newest.offset)
+            latency = (
+                max(0.0, now.timestamp() - newest.timestamp_ms / 1000)
+                if newest.timestamp_ms
+                else None
+            )
+            head_updates.append((cid, new_head.seq, new_head.hash, last, dlq, latency))
+        inserted = await insert_rows(conn, rows)
+        if inserted != len(rows):
+            raise _ShortInsert(f"{len(rows) - inserted} event ids were stored concurrently")
+        columns = [list(c) for c in zip(*head_updates, strict=True)]
+        await conn.execute(UPDATE_HEADS_SQL, *columns, now)
+        if poison:
+            # Before commit: if the DLQ is unreachable the batch is redone, never lost.
+            self._dlq.send(poison)
+        result.inserted = inserted
+        result.dead_lettered = len(poison)
+        return result
+
+
+LOCAL_TOPIC = "audit-service"
+
+
+async def append_local(
+    conn: asyncpg.Connection, records: Sequence[AuditRecord], now: datetime
+) -> None:
+    """Chain entries the service itself writes (purges, holds); call inside a transaction."""
+    cid = records[0].origin.chain_id
+    heads = await lock_heads(conn, {cid: (LOCAL_TOPIC, 0)}, now)
+    rows, head = chain_entries(heads[cid], records, now)
+    if await insert_rows(conn, rows) != len(rows):
+        raise RuntimeError("a service audit entry id collided with a stored one")
+    await conn.execute(
+        "UPDATE audit_chain_heads SET seq = $2, hash = $3, updated_at = $4 WHERE chain_id = $1",
+        cid,
+        head.seq,
+        head.hash,
+        now,
+    )

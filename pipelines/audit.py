@@ -1,0 +1,140 @@
+"""The audit dataflow: every TaskFlow topic -> decode -> hash-chained audit store.
+
+Run it with recovery (see docs/audit.md):
+    python -m bytewax.recovery DIR 1
+    python -m bytewax.run pipelines.audit:flow -r DIR -s 1 -b 0 -w 2
+
+`build_flow(source, sink)` is the factory tests call with TestingSource/TestingSink;
+the module-level `flow` is built from `TASKFLOW_AUDIT_*`/`TASKFLOW_KAFKA_*` settings on
+first access, so importing this module connects to nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from bytewax import operators as op
+from bytewax.connectors.kafka import KafkaSourceMessage
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+from opentelemetry import trace
+
+from audit_store.ports import utc_now
+from audit_store.records import AuditRecord, Origin, Poison, to_record
+from audit_store.settings import AuditSettings
+from events.kafka import KafkaSettings
+from observability.logs import setup_logging
+from observability.messaging import consumer_span, event_attributes
+from observability.tracing import setup_tracing
+
+Message = KafkaSourceMessage[bytes | None, bytes | None]
+Item = AuditRecord | Poison
+
+if TYPE_CHECKING:
+    from pipelines.audit_sink import PooledWriter
+
+_tracer = trace.get_tracer("pipelines.audit")
+
+
+def origin_of(msg: Message) -> Origin:
+    ts = msg.timestamp[1] if msg.timestamp and msg.timestamp[0] else None
+    return Origin(msg.topic or "", msg.partition or 0, msg.offset or 0, ts)
+
+
+def to_item(msg: Message) -> Item:
+    """Decode one message; poison is kept as data for the sink to dead-letter."""
+    return to_record(origin_of(msg), msg.key, msg.value, msg.headers)
+
+
+def to_item_traced(msg: Message) -> Item:
+    """`to_item` inside a consumer span continuing the producer's trace (~70 µs more)."""
+    origin = origin_of(msg)
+    with consumer_span(
+        origin.topic,
+        headers=msg.headers,
+        partition=origin.partition,
+        offset=origin.offset,
+        group="pipelines.audit",
+        tracer=_tracer,
+    ) as span:
+        item = to_record(origin, msg.key, msg.value, msg.headers)
+        if isinstance(item, AuditRecord):
+            span.set_attributes(event_attributes(event_id=item.event_id, event_type=item.type))
+        else:
+            span.set_attribute("error.type", "poison")
+        return item
+
+
+def build_flow(source: Source[Message], sink: Sink[Message], name: str = "audit") -> Dataflow:
+    """Kafka messages -> the store sink, which decodes (`to_item`) and writes them.
+
+    Decoding lives in the sink so it can overlap with the previous chunk's insert; the
+    logic itself is the plain function `to_item` (and `audit_store.records`).
+    """
+    flow = Dataflow(name)
+    messages = op.input("kafka_in", flow, source)
+    op.output("audit_store", messages, sink)
+    return flow
+
+
+def flow_from_settings(
+    audit: AuditSettings | None = None, kafka: KafkaSettings | None = None
+) -> Dataflow:
+    """The production flow: KafkaSource on every topic, the store sink, the real DLQ."""
+    from bytewax.connectors.kafka import KafkaSource
+
+    from audit_store.dead_letters import KafkaDeadLetters
+    from pipelines.audit_sink import AuditStoreSink, PooledWriter
+
+    audit = audit or AuditSettings()
+    kafka = kafka or KafkaSettings()
+    _setup_observability(audit)
+    topics = kafka.topics
+    config: dict[str, Any] = kafka.common() | {
+        "fetch.wait.max.ms": 20,
+        # A resume offset past the log end (a local broker that lost its log) restarts
+        # from the beginning, never from the end: the store skips what it already has.
+        "auto.offset.reset": "earliest",
+    }
+    source: Source[Message] = KafkaSource(  # type: ignore[assignment]
+        [kafka.bootstrap],
+        [topics.tasks, topics.reminders, topics.notifications],
+        tail=audit.flow_tail,
+        add_config=config,
+        batch_size=audit.flow_batch_size,
+    )
+
+    def open_writer() -> Coroutine[Any, Any, PooledWriter]:
+        dead_letters = KafkaDeadLetters(kafka.producer(), topics.dlq)
+        return PooledWriter.open(audit.database_url, dead_letters, utc_now)
+
+    decode = to_item_traced if audit.flow_message_spans else to_item
+    return build_flow(source, AuditStoreSink(open_writer, decode), audit.flow_name)
+
+
+_metrics_lock = threading.Lock()
+_metrics_started = False
+
+
+def _setup_observability(audit: AuditSettings) -> None:
+    global _metrics_started
+    setup_logging("taskflow-audit-flow")
+    setup_tracing("taskflow-audit-flow")
+    with _metrics_lock:
+        if audit.flow_metrics_port and not _metrics_started:
+            from prometheus_client import start_http_server
+
+            start_http_server(audit.flow_metrics_port, addr=audit.flow_metrics_host)
+            _metrics_started = True
+
+
+def __getattr__(name: str) -> Dataflow:
+    # `python -m bytewax.run pipelines.audit:flow` looks `flow` up; build it only then.
+    if name == "flow":
+        built = flow_from_settings()
+        globals()["flow"] = built
+        return built
+    raise AttributeError(name)
