@@ -1,0 +1,89 @@
+"""Entry points `deploy/cli.py` calls: `serve`, `migrate`, `vapid_keys`."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.protocol import ws_stream
+from wsproto.extensions import PerMessageDeflate
+
+from notify_ws.settings import Config, NotifySettings
+
+
+class _NoDeflate(PerMessageDeflate):
+    """Declines permessage-deflate: its zlib state costs ~260 KiB per socket, far more than
+    small JSON frames save. Hypercorn offers it unconditionally, so it is swapped here."""
+
+    def accept(self, offer: str) -> None:
+        return None
+
+
+def hypercorn_config(settings: NotifySettings, host: str, port: int) -> HypercornConfig:
+    if not settings.ws_compression:
+        ws_stream.PerMessageDeflate = _NoDeflate  # type: ignore[attr-defined]
+    config = HypercornConfig()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None
+    config.graceful_timeout = 5.0
+    # Reconnect storms (a hub restart) arrive as thousands of handshakes at once.
+    config.backlog = 4096
+    if settings.ws_ping_interval is not None:
+        config.websocket_ping_interval = settings.ws_ping_interval.total_seconds()
+    return config
+
+
+async def run(config: Config, host: str, port: int) -> None:
+    """Serve until SIGTERM/SIGINT; WebSockets get 1001 before the server stops."""
+    from notify_ws.app import create_app, service_of
+
+    app = create_app(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def shutdown_trigger() -> None:
+        await stop.wait()
+        # Close our sockets with a proper code while the server still runs.
+        service = service_of(app)
+        await service.ctx.hub.shutdown(config.notify.ws_close_timeout.total_seconds())
+
+    await hypercorn_serve(
+        app,
+        hypercorn_config(config.notify, host, port),
+        shutdown_trigger=shutdown_trigger,
+    )
+
+
+def serve(host: str | None = None, port: int | None = None) -> None:
+    """`taskflow serve notify`: worker + hub + REST in one process."""
+    from observability.logs import setup_logging
+
+    setup_logging("taskflow-notify-service")
+    config = Config()
+    main = run(config, host or config.notify.host, port or config.notify.port)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+async def migrate() -> None:
+    """`taskflow migrate notify`."""
+    from notify_ws.db.migrate import migrate as apply
+
+    await apply(NotifySettings().database_url)
+
+
+def vapid_keys() -> None:
+    """`taskflow vapid-keys`: print a fresh VAPID key pair as settings lines."""
+    from notify_ws.channels.push import generate_vapid_keys
+
+    private, public = generate_vapid_keys()
+    print(f"TASKFLOW_NOTIFY_VAPID_PRIVATE_KEY={private}")
+    print(f"TASKFLOW_NOTIFY_VAPID_PUBLIC_KEY={public}")

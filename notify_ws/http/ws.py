@@ -1,0 +1,46 @@
+"""`GET /ws?token=<JWT>[&since=<seq>]`: the WebSocket endpoint (api.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from quart import Blueprint, websocket
+
+from events.web.auth import Unauthorized, verify_token
+from notify_ws.context import notify_context
+from notify_ws.hub.hub import Connection
+from notify_ws.hub.session import run_connection
+
+ws = Blueprint("notify_ws", __name__)
+
+UNAUTHORIZED = 4401
+BAD_REQUEST = 4400
+
+
+@ws.websocket("/ws")
+async def socket() -> None:
+    ctx = notify_context()
+    # Accept first: a close code can only be sent on an open WebSocket.
+    await websocket.accept()
+    try:
+        principal = verify_token(ctx.jwt_secret, websocket.args.get("token", ""))
+    except Unauthorized:
+        await websocket.close(UNAUTHORIZED, "unauthorized")
+        return
+    since: int | None = None
+    raw_since = websocket.args.get("since")
+    if raw_since is not None:
+        if not raw_since.isdigit() or len(raw_since) > 18:
+            await websocket.close(BAD_REQUEST, "since must be a non-negative integer")
+            return
+        since = int(raw_since)
+    settings = ctx.config.notify
+    conn = Connection(principal.user_id, settings.ws_queue_size)
+    code = await run_connection(
+        ctx.session, ctx.hub, conn, websocket.send, websocket.receive, since
+    )
+    if code is not None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(settings.ws_close_timeout.total_seconds()):
+                await websocket.close(code)

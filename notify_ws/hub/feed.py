@@ -1,0 +1,94 @@
+"""Kafka -> hub: every node reads every partition of `taskflow.notifications` with assign().
+
+It starts at the high watermarks it measured before accepting connections, so nothing
+published after a client's replay snapshot can be missed; Tansu's wrong "latest" only makes
+it re-read a few old messages, which the per-connection seq filter drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, TopicPartition
+
+from events.kafka import KafkaSettings
+from notify_ws.hub.hub import Hub
+from notify_ws.metrics import Metrics
+
+log = logging.getLogger(__name__)
+CREATED = b"notification.created"
+
+
+def fetch(consumer: Any, most: int, timeout: float) -> list[Any]:
+    """Wait up to `timeout` for the first message, then take what is already there:
+    `consume(n, t)` alone would hold a lone message until `t` ran out."""
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    return [first, *consumer.consume(most - 1, 0)]
+
+
+class Feed:
+    def __init__(
+        self, kafka: KafkaSettings, hub: Hub, metrics: Metrics, fetch_wait_ms: int
+    ) -> None:
+        self._kafka, self._hub, self._metrics = kafka, hub, metrics
+        self._fetch_wait_ms = fetch_wait_ms
+        self.ready = asyncio.Event()
+        self._consumer: Any = None
+
+    def _open(self) -> Any:
+        # A unique group id that never commits: librdkafka wants one, the broker never sees it.
+        conf = self._kafka.consumer(
+            f"notify-hub-{uuid.uuid4().hex}",
+            **{"fetch.wait.max.ms": self._fetch_wait_ms, "enable.partition.eof": False},
+        )
+        consumer = Consumer(conf)
+        topic = self._kafka.topics.notifications
+        meta = consumer.list_topics(topic, timeout=10)
+        partitions = sorted(meta.topics[topic].partitions)
+        start = []
+        for p in partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            start.append(TopicPartition(topic, p, max(high, 0)))
+        consumer.assign(start)
+        return consumer
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = await asyncio.to_thread(self._open)
+        self.ready.set()
+        try:
+            while not stop.is_set():
+                msgs = await asyncio.to_thread(fetch, consumer, 1000, 0.05)
+                for msg in msgs:
+                    if msg.error() is None:
+                        self._forward(msg)
+        finally:
+            await asyncio.to_thread(consumer.close)
+
+    def _forward(self, msg: Any) -> None:
+        ce_type = next((v for k, v in msg.headers() or () if k == "ce_type"), None)
+        if ce_type is not None and ce_type != CREATED:
+            return  # delivery outcomes: nothing for the client
+        try:
+            doc = orjson.loads(msg.value())
+            if doc["type"] != "notification.created":
+                return
+            data = doc["data"]
+            user_id, note = data["user_id"], data["notification"]
+            seq = int(note["seq"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("hub skipped a malformed notification.created at offset %s", msg.offset())
+            return
+        if not self._hub.has_user(user_id):
+            return
+        frame = orjson.dumps({"type": "notification", "notification": note}).decode()
+        self._hub.publish(user_id, seq, frame)
+        _, stamp = msg.timestamp()
+        if stamp > 0:
+            self._metrics.hub_latency.observe(max(0.0, time.time() - stamp / 1000))

@@ -1,0 +1,145 @@
+"""One WebSocket session: replay from the database, then live frames with no gap and no
+duplicate (only seq above what this connection was sent), unread counts, client frames."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from notify_ws.clock import Clock
+from notify_ws.db import notifications as nt
+from notify_ws.db.notifications import Notification
+from notify_ws.hub.hub import COUNT, NOTE, RAW, Connection, Hub
+from notify_ws.metrics import Metrics
+
+Send = Callable[[str], Awaitable[None]]
+Receive = Callable[[], Awaitable[str | bytes]]
+MAX_READ_IDS = 1000
+
+
+def note_frame(note: Notification) -> str:
+    return orjson.dumps({"type": "notification", "notification": note.body_json()}).decode()
+
+
+def count_frame(count: int) -> str:
+    return orjson.dumps({"type": "unread_count", "count": count}).decode()
+
+
+def error_frame(detail: str) -> str:
+    return orjson.dumps({"type": "error", "detail": detail}).decode()
+
+
+PONG = orjson.dumps({"type": "pong"}).decode()
+
+
+class Session:
+    def __init__(self, pool: Any, hub: Hub, metrics: Metrics, clock: Clock) -> None:
+        self._pool, self._hub, self._metrics, self._clock = pool, hub, metrics, clock
+        # Label lookups take a lock; resolve them once, not per frame.
+        self._sent = {
+            kind: metrics.frames_sent.labels(kind)
+            for kind in ("notification", "unread_count", "control")
+        }
+
+    async def _send(self, send: Send, frame: str, kind: str) -> None:
+        await send(frame)
+        self._sent[kind].inc()
+
+    async def sender(self, conn: Connection, send: Send, since: int | None) -> None:
+        """Replay, then drain the connection's queue until cancelled."""
+        async with self._pool.acquire() as db:
+            # One snapshot: the counter and the replay agree on what exists.
+            async with db.transaction(isolation="repeatable_read", readonly=True):
+                unread, last_seq = await nt.counter(db, conn.user_id)
+                replay = (
+                    await nt.since(db, conn.user_id, since, last_seq) if since is not None else []
+                )
+        for note in replay:
+            await self._send(send, note_frame(note), "notification")
+        conn.last_sent, conn.unread = last_seq, unread
+        await self._send(send, count_frame(unread), "unread_count")
+        queue = conn.queue
+        while True:
+            kind, a, b = await queue.get()
+            if kind == NOTE:
+                if a <= conn.last_sent:
+                    continue  # replayed already, or an old message re-read by the feed
+                if a > conn.last_sent + 1:
+                    await self._fill_gap(conn, send, a)
+                await self._send(send, b, "notification")
+                conn.last_sent = a
+                conn.unread += 1
+            elif kind == COUNT:
+                # Notifications sent here after the counter was read are all still unread.
+                conn.unread = a + max(0, conn.last_sent - b)
+            else:
+                await self._send(send, b, "control")
+                continue
+            if queue.empty():  # one count per burst, not one per frame
+                await self._send(send, count_frame(conn.unread), "unread_count")
+
+    async def _fill_gap(self, conn: Connection, send: Send, upto: int) -> None:
+        """The feed skipped something (e.g. it started late): take it from the database."""
+        async with self._pool.acquire() as db:
+            missing = await nt.since(db, conn.user_id, conn.last_sent, upto - 1)
+        for note in missing:
+            await self._send(send, note_frame(note), "notification")
+            conn.last_sent = note.seq
+            conn.unread += 0 if note.read else 1
+
+    async def receiver(self, conn: Connection, receive: Receive) -> None:
+        """Client frames: read and ping; anything else gets an error frame."""
+        while True:
+            raw = await receive()
+            reply = await self.handle(conn, raw)
+            if reply is not None:
+                self._hub.offer(conn, (RAW, 0, reply))
+
+    async def handle(self, conn: Connection, raw: str | bytes) -> str | None:
+        try:
+            frame = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return error_frame("frames must be JSON objects")
+        if not isinstance(frame, dict):
+            return error_frame("frames must be JSON objects")
+        kind = frame.get("type")
+        if kind == "ping":
+            return PONG
+        if kind != "read":
+            return error_frame(f"unknown frame type {kind!r}; expected 'read' or 'ping'")
+        ids = frame.get("ids")
+        if not isinstance(ids, list) or not ids or len(ids) > MAX_READ_IDS:
+            return error_frame(f"'ids' must be a list of 1..{MAX_READ_IDS} notification ids")
+        try:
+            parsed = [uuid.UUID(i) for i in ids]
+        except (TypeError, ValueError, AttributeError):
+            return error_frame("'ids' must hold notification ids (UUIDs)")
+        async with self._pool.acquire() as db, db.transaction():
+            # Another user's ids match nothing: no error, so existence does not leak.
+            await nt.mark_read(db, conn.user_id, parsed, self._clock.now())
+        return None
+
+
+async def run_connection(
+    session: Session, hub: Hub, conn: Connection, send: Send, receive: Receive, since: int | None
+) -> int | None:
+    """Run until the client leaves or the hub kicks it; returns the close code to send."""
+    sender = asyncio.create_task(session.sender(conn, send, since))
+    conn.task = sender
+    hub.register(conn)
+    receiver = asyncio.create_task(session.receiver(conn, receive))
+    try:
+        await asyncio.wait((sender, receiver), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hub.unregister(conn)
+        sender.cancel()
+        receiver.cancel()
+        await asyncio.gather(sender, receiver, return_exceptions=True)
+    for task in (sender, receiver):
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    return conn.close_code

@@ -1,0 +1,173 @@
+"""The running parts of one notification process: pool, producer, worker, dispatcher, hub
+feed, read listener and outbox sweep, started and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import asyncpg
+
+from events.producer import AsyncProducer
+from notify_ws.channels.base import Channel
+from notify_ws.channels.breaker import Breakers, State
+from notify_ws.channels.dispatch import Dispatcher, channel_map
+from notify_ws.channels.email import SmtpEmail
+from notify_ws.channels.push import WebPush
+from notify_ws.channels.webhook import Webhook
+from notify_ws.context import NotifyContext
+from notify_ws.db import preferences as pf
+from notify_ws.db.preferences import PushSubscription
+from notify_ws.hub.feed import Feed
+from notify_ws.hub.reads import ReadListener
+from notify_ws.hub.session import Session
+from notify_ws.worker.consumer import Worker
+from notify_ws.worker.outbox import Publisher
+from notify_ws.worker.processor import Processor
+
+log = logging.getLogger(__name__)
+ChannelFactory = Callable[[Any], Sequence[Channel]]
+
+
+class Service:
+    def __init__(
+        self,
+        ctx: NotifyContext,
+        channels: ChannelFactory | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ctx = ctx
+        self._channel_factory = channels or self.default_channels
+        self._monotonic = monotonic
+        self.stop_event = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.producer: AsyncProducer | None = None
+        self.channels: Sequence[Channel] = ()
+        self.dispatcher: Dispatcher | None = None
+        self.worker: Worker | None = None
+        self.feed: Feed | None = None
+
+    def default_channels(self, pool: Any) -> Sequence[Channel]:
+        s = self.ctx.config.notify
+
+        async def load(user_id: str) -> Sequence[PushSubscription]:
+            async with pool.acquire() as conn:
+                return await pf.subscriptions(conn, user_id)
+
+        async def drop(sub: PushSubscription) -> None:
+            async with pool.acquire() as conn:
+                await pf.delete_subscription(conn, sub.user_id, sub.id)
+
+        return [SmtpEmail(s), WebPush(s, load, drop), Webhook(s, time.time)]
+
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._died)
+        self._tasks.append(task)
+
+    def _died(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and not self.stop_event.is_set():
+            log.error("%s stopped", task.get_name(), exc_info=task.exception())
+
+    async def start(self) -> None:
+        ctx, s, kafka = self.ctx, self.ctx.config.notify, self.ctx.config.kafka
+        pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=s.db_pool_size)
+        ctx.pool = pool
+        ctx.session = Session(pool, ctx.hub, ctx.metrics, ctx.clock)
+        self.producer = AsyncProducer(kafka.producer())
+        try:
+            await self.producer.warm_up(kafka.topics.notifications)
+        except Exception as exc:  # noqa: BLE001 - events wait in the outbox until it is back
+            log.warning("Kafka not reachable at start: %s", exc)
+        publisher = Publisher(self.producer, kafka.topics, s.source, pool, ctx.clock)
+        gauge = ctx.metrics.breaker_state
+
+        def on_change(key: str, state: State) -> None:
+            gauge.labels(key).set(int(state))
+
+        breakers = Breakers(
+            s.breaker_threshold, s.breaker_reset.total_seconds(), self._monotonic, on_change
+        )
+        if s.run_dispatcher:
+            self.channels = self._channel_factory(pool)
+            for channel in self.channels:
+                await channel.start()
+            self.dispatcher = Dispatcher(
+                pool, channel_map(self.channels), breakers, publisher, ctx.clock, s, ctx.metrics
+            )
+            self._spawn("dispatcher", self.dispatcher.run(self.stop_event))
+        if s.run_worker:
+            wake = self.dispatcher.wake if self.dispatcher else (lambda: None)
+            self.worker = Worker(
+                kafka, s, Processor(pool, ctx.clock), publisher, self.producer, ctx.metrics, wake
+            )
+            self._spawn("worker", self.worker.run(self.stop_event))
+            self._spawn("outbox-sweep", self._sweep(publisher))
+        if s.run_hub:
+            self.feed = Feed(kafka, ctx.hub, ctx.metrics, s.hub_fetch_wait_ms)
+            reads = ReadListener(s.database_url, pool, ctx.hub)
+            self._spawn("hub-feed", self.feed.run(self.stop_event))
+            self._spawn("read-listener", reads.run(self.stop_event))
+            # Accept no WebSocket before the feed has its start offsets (no gap).
+            await self._ready(self.feed.ready, reads.ready)
+
+    async def _ready(self, *events: asyncio.Event) -> None:
+        waits = [asyncio.create_task(e.wait()) for e in events]
+        try:
+            async with asyncio.timeout(30):
+                while not all(e.is_set() for e in events):
+                    done = [t for t in self._tasks if t.done()]
+                    if done:
+                        raise RuntimeError(f"{done[0].get_name()} failed to start") from (
+                            done[0].exception()
+                        )
+                    await asyncio.wait(waits, timeout=0.05)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def _sweep(self, publisher: Publisher) -> None:
+        s = self.ctx.config.notify
+        while not self.stop_event.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(s.outbox_sweep_interval.total_seconds()):
+                    await self.stop_event.wait()
+            try:
+                await publisher.sweep(s.outbox_grace.total_seconds())
+            except Exception:  # noqa: BLE001 - database or broker away: next round
+                log.warning("outbox sweep failed", exc_info=True)
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        await self.ctx.hub.shutdown(self.ctx.config.notify.ws_close_timeout.total_seconds())
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=15)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for channel in self.channels:
+            with contextlib.suppress(Exception):
+                await channel.close()
+        if self.producer is not None:
+            await self.producer.close()
+        if self.ctx.pool is not None:
+            await self.ctx.pool.close()
+
+    async def check_tasks(self) -> None:
+        """Not ready when a background part (worker, feed, dispatcher...) has died."""
+        dead = [t.get_name() for t in self._tasks if t.done()]
+        if dead and not self.stop_event.is_set():
+            raise RuntimeError(f"stopped: {', '.join(dead)}")
+
+    async def check_database(self) -> None:
+        async with self.ctx.pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def check_kafka(self) -> None:
+        if self.producer is None:
+            raise RuntimeError("producer not started")
+        await self.producer.check()

@@ -1,0 +1,98 @@
+"""Typed settings of the notification service (`TASKFLOW_NOTIFY_*`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from events.kafka import KafkaSettings
+from events.web.auth import AuthSettings
+
+DEFAULT_WEBHOOK_SECRET = "taskflow-local-webhook-secret-change-me"  # noqa: S105 - local only
+WORKER_GROUP = "notify-worker"
+
+
+class NotifySettings(BaseSettings):
+    """Everything under `TASKFLOW_NOTIFY_`; durations accept ISO 8601 or seconds."""
+
+    model_config = SettingsConfigDict(env_prefix="TASKFLOW_NOTIFY_", extra="ignore")
+
+    env: Literal["local", "production"] = "local"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/taskflow_notify"
+    host: str = "127.0.0.1"
+    port: int = 8002
+    db_pool_size: int = 10
+    source: str = "/taskflow/notify-service"
+    max_body_bytes: int = 1024 * 1024
+
+    # Which parts run in this process (`taskflow serve notify` runs all three).
+    run_worker: bool = True
+    run_hub: bool = True
+    run_dispatcher: bool = True
+
+    # Worker
+    worker_group: str = WORKER_GROUP
+    # Group timings; None keeps KafkaSettings' Tansu-safe defaults (tests go lower).
+    worker_session_timeout_ms: int | None = None
+    worker_batch_size: int = 500
+    worker_poll_timeout: timedelta = timedelta(milliseconds=100)
+    outbox_sweep_interval: timedelta = timedelta(seconds=2)
+    outbox_grace: timedelta = timedelta(seconds=5)
+
+    # Channel delivery
+    dispatch_batch_size: int = 100
+    dispatch_concurrency: int = 50
+    dispatch_poll_interval: timedelta = timedelta(milliseconds=500)
+    dispatch_lease: timedelta = timedelta(seconds=60)
+    max_attempts: int = 5
+    retry_initial: timedelta = timedelta(milliseconds=200)
+    retry_max: timedelta = timedelta(seconds=30)
+    retry_jitter: timedelta = timedelta(milliseconds=100)
+    breaker_threshold: int = 3
+    breaker_reset: timedelta = timedelta(seconds=30)
+    channel_timeout: timedelta = timedelta(seconds=10)
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_use_tls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "TaskFlow <notifications@taskflow.local>"
+
+    vapid_private_key: SecretStr | None = None
+    vapid_public_key: str | None = None
+    vapid_subject: str = "mailto:admin@taskflow.local"
+    push_ttl: int = 86400
+
+    webhook_secret: SecretStr = SecretStr(DEFAULT_WEBHOOK_SECRET)
+    webhook_signature_header: str = "X-TaskFlow-Signature"
+
+    # WebSocket hub
+    ws_queue_size: int = 256
+    # permessage-deflate keeps ~260 KiB of zlib state per socket: off unless asked for.
+    ws_compression: bool = False
+    ws_ping_interval: timedelta | None = timedelta(seconds=20)
+    ws_close_timeout: timedelta = timedelta(seconds=2)
+    hub_fetch_wait_ms: int = 10
+    lag_interval: timedelta = timedelta(seconds=5)
+
+    @model_validator(mode="after")
+    def _refuse_default_secret_outside_local(self) -> NotifySettings:
+        secret = self.webhook_secret.get_secret_value()
+        if self.env != "local" and (secret == DEFAULT_WEBHOOK_SECRET or len(secret) < 32):
+            raise ValueError("TASKFLOW_NOTIFY_WEBHOOK_SECRET must be set (32+ chars) outside local")
+        return self
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the notification service reads from the environment."""
+
+    notify: NotifySettings = field(default_factory=NotifySettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)

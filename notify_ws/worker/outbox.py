@@ -1,0 +1,118 @@
+"""Publishing to `taskflow.notifications`: `notification.created` and delivery outcomes.
+
+Both are recorded in the database first (notification rows without `published_at`,
+delivery rows with `reported = false`); a sweep republishes whatever a crash left behind.
+Hubs drop repeats by seq, so publishing twice is harmless and losing one is not possible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from confluent_kafka import Message
+
+from events.codec import Envelope, encode
+from events.payloads import (
+    NotificationBody,
+    NotificationCreated,
+    NotificationDelivered,
+    NotificationFailed,
+    Payload,
+)
+from events.producer import AsyncProducer
+from events.topics import Topics
+from notify_ws.clock import Clock
+from notify_ws.db import deliveries as dl
+from notify_ws.db import notifications as nt
+from notify_ws.db.deliveries import Delivery
+from notify_ws.db.notifications import Notification
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    def __init__(
+        self, producer: AsyncProducer, topics: Topics, source: str, pool: Any, clock: Clock
+    ) -> None:
+        self._producer, self._topics, self._source = producer, topics, source
+        self._pool, self._clock = pool, clock
+
+    def _send(
+        self, payload: Payload, user_id: str, subject: str, traceparent: str | None
+    ) -> asyncio.Future[Message]:
+        envelope = Envelope(
+            data=payload, source=self._source, subject=subject, user_id=user_id,
+            time=self._clock.now(), traceparent=traceparent,
+        )  # fmt: skip
+        headers: list[tuple[str, bytes | str]] = [("ce_type", payload.event_type.encode())]
+        if traceparent:
+            headers.append(("traceparent", traceparent.encode()))
+        return self._producer.produce(
+            self._topics.notifications, encode(envelope), key=user_id.encode(), headers=headers
+        )
+
+    async def created(self, notes: Sequence[Notification]) -> None:
+        """Publish `notification.created` for each and mark the confirmed ones published."""
+        if not notes:
+            return
+        futures = [
+            self._send(
+                NotificationCreated(
+                    user_id=n.user_id, notification=NotificationBody(**n.body_json())
+                ),
+                n.user_id,
+                str(n.task_id or n.id),
+                n.traceparent,
+            )
+            for n in notes
+        ]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        confirmed = [n.id for n, r in zip(notes, results, strict=True) if isinstance(r, Message)]
+        if len(confirmed) < len(notes):
+            log.warning("%d notification.created not confirmed; the sweep will retry",
+                        len(notes) - len(confirmed))  # fmt: skip
+        if confirmed:
+            async with self._pool.acquire() as conn:
+                await nt.mark_published(conn, confirmed, self._clock.now())
+
+    async def outcome(self, delivery: Delivery, at: datetime) -> None:
+        """Publish delivered/failed for every notification the delivery carried."""
+        payloads: list[Payload] = []
+        for nid in delivery.covers:
+            if delivery.status == dl.DELIVERED:
+                payloads.append(NotificationDelivered(
+                    notification_id=nid, user_id=delivery.user_id,
+                    channel=delivery.channel, delivered_at=at,
+                ))  # fmt: skip
+            elif delivery.status == dl.FAILED:
+                payloads.append(NotificationFailed(
+                    notification_id=nid, user_id=delivery.user_id,
+                    channel=delivery.channel,
+                    error=delivery.last_error or "failed", attempts=delivery.attempts,
+                    failed_at=at,
+                ))  # fmt: skip
+        try:
+            await asyncio.gather(
+                *(self._send(p, delivery.user_id, str(delivery.covers[0]), None) for p in payloads)
+            )
+        except Exception as exc:  # noqa: BLE001 - the sweep retries; the row says unreported
+            log.warning("delivery outcome %s not published: %s", delivery.id, exc)
+            return
+        async with self._pool.acquire() as conn:
+            await dl.mark_reported(conn, delivery.id)
+
+    async def sweep(self, grace_seconds: float, limit: int = 1000) -> int:
+        """Republish what a crash or a broker outage left unpublished; returns how many."""
+        now = self._clock.now()
+        before = datetime.fromtimestamp(now.timestamp() - grace_seconds, tz=now.tzinfo)
+        async with self._pool.acquire() as conn:
+            notes = await nt.unpublished(conn, before, limit)
+            rows = await dl.unreported(conn, before, limit)
+        await self.created(notes)
+        for row in rows:
+            await self.outcome(row, now)
+        return len(notes) + len(rows)

@@ -1,0 +1,113 @@
+"""Decide, then persist: one event becomes at most one notification plus its delivery rows,
+in one transaction with the task-version check and the dedupe key."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from events.codec import Envelope
+from events.payloads import Payload, TaskState
+from notify_ws.clock import Clock
+from notify_ws.db import deliveries as dl
+from notify_ws.db import notifications as nt
+from notify_ws.db import preferences as pf
+from notify_ws.db.notifications import Notification
+from notify_ws.decide import Draft, draft, notifies, routes, user_of
+
+log = logging.getLogger(__name__)
+
+# Errors that say "the database is unavailable", not "this message is bad": retry, never DLQ.
+# Deadlocks and serialization failures (two workers during a rebalance) also just retry.
+TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+             asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
+             asyncpg.DeadlockDetectedError, asyncpg.SerializationError)  # fmt: skip
+
+
+class Unprocessable(Exception):
+    """A decodable event this service cannot act on (e.g. no user)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    envelope: Envelope[Payload]
+    traceparent: str | None
+    ref: Any  # the Kafka message, handed back on failure
+
+
+@dataclass
+class Result:
+    created: list[Notification]
+    failed: list[tuple[Any, str]]
+    ignored: int
+
+
+class Processor:
+    def __init__(self, pool: Any, clock: Clock) -> None:
+        self._pool, self._clock = pool, clock
+
+    async def process(self, items: Sequence[Item]) -> Result:
+        """All items in one transaction; if that fails for a reason other than the database
+        being down, each item on its own so one bad event cannot hold back the others."""
+        try:
+            return await self._in_one_transaction(items)
+        except TRANSIENT:
+            raise
+        except Exception:  # noqa: BLE001 - isolate the bad item(s) below
+            log.warning("batch of %d failed; processing one by one", len(items), exc_info=True)
+        result = Result([], [], 0)
+        for item in items:
+            try:
+                one = await self._in_one_transaction([item])
+            except TRANSIENT:
+                raise
+            except Exception as exc:  # noqa: BLE001 - goes to the DLQ with its reason
+                result.failed.append((item.ref, f"{type(exc).__name__}: {exc}"))
+                continue
+            result.created += one.created
+            result.ignored += one.ignored
+        return result
+
+    async def _in_one_transaction(self, items: Sequence[Item]) -> Result:
+        result = Result([], [], 0)
+        users = sorted({user_of(i.envelope) for i in items})
+        task_ids = sorted(
+            {i.envelope.data.id for i in items if isinstance(i.envelope.data, TaskState)}
+        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            prefs = await pf.get_many(conn, users)
+            applied = await nt.lock_versions(conn, task_ids)
+            latest = dict(applied)
+            drafts: list[tuple[Draft, str | None]] = []
+            for item in items:
+                envelope, data = item.envelope, item.envelope.data
+                user = user_of(envelope)
+                if not user:
+                    raise Unprocessable("event names no user")
+                if isinstance(data, TaskState):
+                    if data.version <= latest.get(data.id, 0):
+                        result.ignored += 1  # an older (or the same) version was applied
+                        continue
+                    latest[data.id] = data.version
+                made = draft(envelope)
+                if made is None or not notifies(prefs[user]):
+                    result.ignored += 1
+                    continue
+                drafts.append((made, item.traceparent))
+            await nt.save_versions(conn, {t: v for t, v in latest.items() if v > applied.get(t, 0)})
+            now = self._clock.now()
+            notes = await nt.insert_many(conn, drafts, now)
+            result.ignored += len(drafts) - len(notes)  # duplicate source events
+            rows = []
+            for note in notes:
+                for route in routes(prefs[note.user_id], now):
+                    status = dl.DEFERRED if route.digest else dl.PENDING
+                    rows.append((note.id, note.user_id, route.channel, status,
+                                 route.deliver_at or now))  # fmt: skip
+            await dl.add(conn, rows, now)
+            result.created = notes
+        return result

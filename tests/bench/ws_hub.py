@@ -1,0 +1,379 @@
+"""Benchmark of the notification hub and worker; prints two JSON lines.
+
+Line 1 (hub): one hub process (`taskflow serve notify`, worker and dispatcher off) on a
+Tansu broker and Postgres; N WebSocket clients in separate processes (one user each);
+`notification.created` messages produced straight to `taskflow.notifications`:
+  - connections held and hub RSS per connection,
+  - delivered notification frames/s for a burst of B notifications,
+  - event -> frame latency (Kafka produce time to client receipt) with L connected users
+    receiving R notifications/s in total for D seconds.
+Line 2 (worker): E `task.created` events preloaded on `taskflow.tasks`, then one worker
+process; events/s from the first to the last persisted and published notification.
+
+    python tests/bench/ws_hub.py [--connections 20000] [--latency-users 10000]
+        [--rate 2000] [--duration 10] [--burst 60000] [--events 20000]
+
+Needs PostgreSQL at TASKFLOW_BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/postgres).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+import psutil
+
+from deploy.broker import ensure_topics, free_port, start_broker
+from deploy.database import drop_database, ensure_database
+from events.codec import Envelope, encode
+from events.kafka import KafkaSettings
+from events.payloads import NotificationBody, NotificationCreated, TaskCreated
+from events.producer import AsyncProducer
+from events.web.auth import issue_token
+from notify_ws.db.migrate import migrate
+
+SECRET = "bench-secret-0123456789abcdef0123456789"
+ADMIN = os.environ.get(
+    "TASKFLOW_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def progress(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def raise_nofile() -> None:
+    """Soft limit up to the hard one (20,000 in this container: caps connections)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def start_service(
+    db_url: str, kafka: KafkaSettings, port: int, **env: str
+) -> subprocess.Popen[bytes]:
+    full = (
+        os.environ
+        | {
+            "TASKFLOW_NOTIFY_DATABASE_URL": db_url,
+            "TASKFLOW_KAFKA_BOOTSTRAP": kafka.bootstrap,
+            "TASKFLOW_KAFKA_TOPIC_NAMESPACE": kafka.topic_namespace,
+            "TASKFLOW_JWT_SECRET": SECRET,
+            "TASKFLOW_NOTIFY_WS_PING_INTERVAL": "PT60S",
+            "TASKFLOW_LOG_LEVEL": "WARNING",
+            "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_SDK_DISABLED": "true",
+        }
+        | env
+    )
+    return subprocess.Popen(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "deploy.cli", "serve", "notify", "--port", str(port)],
+        env=full, preexec_fn=raise_nofile, stdout=subprocess.DEVNULL,
+        stderr=open(os.environ.get("BENCH_SERVICE_LOG", os.devnull), "ab"),  # noqa: SIM115
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------- client processes
+
+
+def client_main(port: int, users: list[str], conn: Any) -> None:
+    raise_nofile()
+    import uvloop
+
+    uvloop.run(_clients(port, users, conn))
+
+
+async def _clients(port: int, users: list[str], pipe: Any) -> None:
+    import websockets
+
+    latencies: list[float] = []
+    received = frames = 0
+    first = last = 0.0
+    measuring = False
+    sockets: list[Any] = []
+
+    async def reader(ws: Any) -> None:
+        nonlocal received, first, last, frames
+        async for raw in ws:
+            frames += 1
+            if '"notification"' not in raw[:30]:
+                continue
+            now = time.time()
+            received += 1
+            if not first:
+                first = now
+            last = now
+            if measuring:
+                created = orjson.loads(raw)["notification"]["created_at"]
+                latencies.append(now - datetime.fromisoformat(created).timestamp())
+
+    sem = asyncio.Semaphore(64)
+
+    async def open_one(user: str) -> None:
+        async with sem:
+            token = issue_token(SECRET, user)
+            ws = await websockets.connect(
+                f"ws://127.0.0.1:{port}/ws?token={token}", ping_interval=None,
+                max_queue=None, open_timeout=60,  # offers deflate, as browsers do
+            )  # fmt: skip
+            await ws.recv()  # unread_count
+            sockets.append(ws)
+
+    await asyncio.gather(*(open_one(u) for u in users))
+    tasks = [asyncio.create_task(reader(ws)) for ws in sockets]
+    pipe.send(("connected", len(sockets)))
+    loop = asyncio.get_running_loop()
+    while True:
+        cmd = await loop.run_in_executor(None, pipe.recv)
+        if cmd == "reset":
+            received, first, last, latencies, frames = 0, 0.0, 0.0, [], 0
+            pipe.send("ok")
+        elif cmd == "measure":
+            measuring = True
+            received, first, last, latencies, frames = 0, 0.0, 0.0, [], 0
+            pipe.send("ok")
+        elif cmd == "report":
+            pipe.send((received, first, last, latencies, frames))
+        elif cmd == "stop":
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+            pipe.send("bye")
+            return
+
+
+# ---------------------------------------------------------------- producing
+
+
+def created(user: str, seq: int) -> bytes:
+    note = NotificationBody(
+        id=uuid.uuid4(), seq=seq, kind="task.created", title="Bench task", body="Due soon.",
+        task_id=None, event_id=str(uuid.uuid4()), created_at=datetime.now(UTC),
+    )  # fmt: skip
+    return encode(Envelope(data=NotificationCreated(user_id=user, notification=note),
+                           source="/bench", subject=user, user_id=user))  # fmt: skip
+
+
+async def produce(
+    producer: AsyncProducer, topic: str, users: list[str], seqs: dict[str, int], count: int,
+    rate: float | None,
+) -> None:  # fmt: skip
+    """`count` notifications round-robin over `users`, at `rate`/s (None: as fast as possible)."""
+    start = time.perf_counter()
+    futures = []
+    headers = [("ce_type", b"notification.created")]
+    for i in range(count):
+        user = users[i % len(users)]
+        seqs[user] += 1
+        futures.append(producer.produce(topic, created(user, seqs[user]), key=user.encode(),
+                                        headers=headers))  # fmt: skip
+        if rate is not None and i % 20 == 19:
+            ahead = (i + 1) / rate - (time.perf_counter() - start)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        elif i % 1000 == 999:
+            await asyncio.sleep(0)
+    await asyncio.gather(*futures)
+
+
+def ask(pipes: list[Any], cmd: str) -> list[Any]:
+    for p in pipes:
+        p.send(cmd)
+    return [p.recv() for p in pipes]
+
+
+async def wait_received(pipes: list[Any], want: int, timeout: float) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        reports = ask(pipes, "report")
+        if sum(r[0] for r in reports) >= want or time.monotonic() > deadline:
+            return reports
+        await asyncio.sleep(0.2)
+
+
+# ---------------------------------------------------------------- phases
+
+
+async def hub_phase(args: argparse.Namespace, db_url: str, kafka: KafkaSettings) -> dict[str, Any]:
+    port = free_port()
+    hub = start_service(db_url, kafka, port, TASKFLOW_NOTIFY_RUN_WORKER="false",
+                        TASKFLOW_NOTIFY_RUN_DISPATCHER="false",
+                        TASKFLOW_NOTIFY_WS_QUEUE_SIZE="1024")  # fmt: skip
+    proc = psutil.Process(hub.pid)
+    producer = AsyncProducer(kafka.producer(**{"linger.ms": 1}))
+    await producer.warm_up(kafka.topics.notifications)
+    pipes: list[Any] = []
+    workers: list[Any] = []
+    try:
+        import httpx
+
+        async with httpx.AsyncClient() as http:
+            for _ in range(300):
+                try:
+                    if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+        rss_before = proc.memory_info().rss
+        users = [f"bench-{i}" for i in range(args.connections)]
+        nproc = max(1, args.client_processes)
+        ctx = mp.get_context("spawn")
+        progress(f"connecting {len(users)} clients from {nproc} processes")
+        t0 = time.perf_counter()
+        for k in range(nproc):
+            parent, child = ctx.Pipe()
+            w = ctx.Process(target=client_main, args=(port, users[k::nproc], child), daemon=True)
+            w.start()
+            pipes.append(parent)
+            workers.append(w)
+        held = sum(p.recv()[1] for p in pipes)
+        connect_s = time.perf_counter() - t0
+        rss_after = proc.memory_info().rss
+        progress(f"{held} connected in {connect_s:.1f}s; hub RSS {rss_after / 2**20:.0f} MiB")
+        seqs = {u: 0 for u in users}
+        topic = kafka.topics.notifications
+
+        # Throughput: a burst spread over every connected user.
+        ask(pipes, "reset")
+        progress(f"burst of {args.burst} notifications")
+        t_burst = time.time()
+        await produce(producer, topic, users, seqs, args.burst, None)
+        reports = await wait_received(pipes, args.burst, 120)
+        got = sum(r[0] for r in reports)
+        last = max(r[2] for r in reports if r[2]) if got else t_burst
+        throughput = got / max(last - t_burst, 1e-9)
+        all_frames = sum(r[4] for r in reports) / max(last - t_burst, 1e-9)
+        progress(f"burst: {got} frames at {throughput:,.0f}/s")
+
+        # Latency: R/s over the first L users for D seconds.
+        lat_users = users[: args.latency_users]
+        ask(pipes, "measure")
+        count = int(args.rate * args.duration)
+        progress(f"latency: {args.rate}/s to {len(lat_users)} users for {args.duration}s")
+        await produce(producer, topic, lat_users, seqs, count, args.rate)
+        reports = await wait_received(pipes, count, 60)
+        lat = sorted(x for r in reports for x in r[3])
+        q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [0.0] * 99
+        return {
+            "bench": "ws_hub",
+            "connections_held": held,
+            "connect_seconds": round(connect_s, 1),
+            "hub_rss_mib": round(rss_after / 2**20, 1),
+            "rss_per_connection_kib": round((rss_after - rss_before) / max(held, 1) / 1024, 1),
+            "burst_notifications": args.burst,
+            "burst_frames_received": got,
+            "delivered_msgs_per_s": round(throughput),
+            "delivered_frames_per_s_incl_unread_count": round(all_frames),
+            "latency_users": len(lat_users),
+            "latency_rate_per_s": args.rate,
+            "latency_samples": len(lat),
+            "latency_p50_ms": round(q[49] * 1000, 1),
+            "latency_p99_ms": round(q[98] * 1000, 1),
+            "hub_cpu_seconds": round(sum(proc.cpu_times()[:2]), 1),
+        }
+    finally:
+        try:
+            ask(pipes, "stop")
+        except Exception:  # noqa: BLE001, S110 - best effort on the way out
+            pass
+        for w in workers:
+            w.join(10)
+        await producer.close()
+        t_stop = time.perf_counter()
+        hub.terminate()
+        try:
+            hub.wait(120)
+        except subprocess.TimeoutExpired:
+            hub.kill()
+            hub.wait(10)
+        progress(f"hub stopped {time.perf_counter() - t_stop:.1f}s after SIGTERM")
+
+
+async def worker_phase(
+    args: argparse.Namespace, db_url: str, kafka: KafkaSettings
+) -> dict[str, Any]:
+    producer = AsyncProducer(kafka.producer(**{"linger.ms": 5}))
+    now = datetime.now(UTC)
+    progress(f"preloading {args.events} task.created events")
+    futures = []
+    for i in range(args.events):
+        user = f"w-{i % 1000}"
+        task = TaskCreated(id=uuid.uuid4(), user_id=user, title=f"task {i}", created_at=now,
+                           updated_at=now, version=1)  # fmt: skip
+        env = Envelope(data=task, source="/bench", subject=str(task.id), user_id=user)
+        futures.append(producer.produce(kafka.topics.tasks, encode(env), key=str(task.id),
+                                        headers=[("ce_type", b"task.created")]))  # fmt: skip
+        if i % 1000 == 999:
+            await asyncio.sleep(0)
+    await asyncio.gather(*futures)
+    await producer.close()
+    conn = await asyncpg.connect(db_url)
+    worker = start_service(db_url, kafka, free_port(), TASKFLOW_NOTIFY_RUN_HUB="false",
+                           TASKFLOW_NOTIFY_RUN_DISPATCHER="false",
+                           TASKFLOW_NOTIFY_WORKER_SESSION_TIMEOUT_MS="2000")  # fmt: skip
+    try:
+        progress("worker started")
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            n = await conn.fetchval(
+                "SELECT count(*) FROM notifications WHERE published_at IS NOT NULL"
+            )
+            if n >= args.events:
+                break
+            await asyncio.sleep(0.25)
+        row = await conn.fetchrow(
+            "SELECT count(*) AS n, min(created_at) AS first, max(published_at) AS last"
+            " FROM notifications"
+        )
+        seconds = (row["last"] - row["first"]).total_seconds()
+        return {
+            "bench": "notify_worker",
+            "events": args.events,
+            "notifications": row["n"],
+            "seconds": round(seconds, 2),
+            "events_per_s": round(row["n"] / max(seconds, 1e-9)),
+        }
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        await conn.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--connections", type=int, default=20000)
+    parser.add_argument("--latency-users", type=int, default=10000)
+    parser.add_argument("--rate", type=float, default=2000)
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--burst", type=int, default=60000)
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--client-processes", type=int, default=2)
+    args = parser.parse_args()
+    broker = start_broker()
+    name = f"bench_notify_{uuid.uuid4().hex[:8]}"
+    try:
+        kafka = KafkaSettings(bootstrap=broker.bootstrap, topic_namespace="bench.", partitions=6)
+        ensure_topics(kafka)
+        db_url = await ensure_database(ADMIN, name)
+        await migrate(db_url)
+        print(json.dumps(await hub_phase(args, db_url, kafka)), flush=True)
+        print(json.dumps(await worker_phase(args, db_url, kafka)), flush=True)
+    finally:
+        broker.stop()
+        await drop_database(ADMIN, name)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
