@@ -1,0 +1,158 @@
+"""The reminder dataflow: per-task timers on `taskflow.tasks`, per-user digests, read model.
+
+Run with recovery (see docs/reminders.md):
+    python -m bytewax.recovery DIR 1
+    python -m bytewax.run pipelines.reminders:flow -r DIR -s 1 -b 0
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaSink
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+
+from events.kafka import KafkaSettings
+from events.topics import Topics
+from pipelines.reminders_io import (
+    DeadLetter,
+    PacedKafkaSource,
+    ReadModelSink,
+    SinkMessage,
+    StoreOp,
+    dead_letter_log,
+    dead_letter_message,
+    decode_message,
+    delivery_log,
+    delivery_message,
+    tune_gc,
+)
+from pipelines.reminders_logic import (
+    FlowContext,
+    TaskInput,
+    TimerOutput,
+    UserDigestLogic,
+)
+from pipelines.reminders_shards import TimerShardLogic, shard_of
+from reminders.db.store import LogEntry, ScheduleChange
+from reminders.domain.clock import Clock, system_clock
+from reminders.domain.timers import Fired
+from reminders.settings import ReminderSettings
+
+
+def build_flow(
+    source: Source[Any],
+    sink: Sink[SinkMessage],
+    store_sink: Sink[StoreOp],
+    *,
+    topics: Topics,
+    settings: ReminderSettings | None = None,
+    clock: Clock = system_clock,
+) -> Dataflow:
+    """The flow from a task-event source to a Kafka sink (reminders, DLQ) and the read model."""
+    settings = settings or ReminderSettings()
+    ctx = FlowContext(
+        clock=clock,
+        policy=settings.catchup_policy(),
+        remind_at_due=settings.remind_at_due,
+        idle_ttl=settings.idle_state_ttl,
+        digest_window=settings.digest_window,
+        tick=settings.timer_tick,
+    )
+    flow = Dataflow("reminders")
+    raw = op.input("tasks_in", flow, source)
+    decoded = op.filter_map("decode", raw, decode_message)
+    good = op.filter_map("task_events", decoded, _task_input)
+    bad = op.filter_map("undecodable", decoded, _dead_letter)
+
+    shards = settings.timer_shards
+    by_shard = op.key_on("by_shard", good, lambda item: shard_of(item.task_id, shards))
+    timers = op.stateful("timers", by_shard, lambda state: TimerShardLogic(state, ctx))
+    timer_out = op.map("timer_values", timers, lambda key_value: key_value[1])
+    fired = op.filter_map("fired", timer_out, _fired)
+
+    by_user = op.key_on("by_user", fired, lambda item: item.user_id)
+    windows = op.stateful("digests", by_user, lambda state: UserDigestLogic(state, ctx))
+    deliveries = op.map("delivery_values", windows, lambda key_value: key_value[1])
+
+    out = op.merge(
+        "kafka_messages",
+        op.map("encode", deliveries, lambda d: delivery_message(topics.reminders, d, clock())),
+        op.map("dead_letters", bad, lambda letter: dead_letter_message(topics.dlq, letter)),
+    )
+    op.output("kafka_out", out, sink)
+
+    store: Stream[StoreOp] = op.merge(
+        "store_ops",
+        op.filter_map("schedule", timer_out, _store_op),
+        op.flat_map("delivery_log", deliveries, delivery_log),
+        op.map("dlq_log", bad, dead_letter_log),
+    )
+    op.output("read_model", store, store_sink)
+    return flow
+
+
+# Typed splits (Bytewax's `branch` loses the item types).
+def _task_input(item: object) -> TaskInput | None:
+    return item if isinstance(item, TaskInput) else None
+
+
+def _dead_letter(item: object) -> DeadLetter | None:
+    return item if isinstance(item, DeadLetter) else None
+
+
+def _fired(item: TimerOutput) -> Fired | None:
+    return item if isinstance(item, Fired) else None
+
+
+def _store_op(item: TimerOutput) -> StoreOp | None:
+    return item if isinstance(item, ScheduleChange | LogEntry) else None
+
+
+def _process_setup() -> None:
+    """When the flow starts (not at import): GC thresholds, and tracing if available."""
+    tune_gc()
+    try:
+        tracing = importlib.import_module("observability.tracing")
+    except ImportError:
+        return
+    setup = getattr(tracing, "setup_tracing", None)
+    if setup is not None:
+        setup("reminders-flow")
+
+
+def flow_from_env() -> Dataflow:
+    """The production flow from `TASKFLOW_KAFKA_*` and `TASKFLOW_REMINDERS_*` (no I/O yet)."""
+    settings = ReminderSettings()
+    kafka = KafkaSettings()
+    common = kafka.common()
+    brokers = common.pop("bootstrap.servers").split(",")
+    source = PacedKafkaSource(
+        settings.source_poll_interval,
+        brokers,
+        [kafka.topics.tasks],
+        tail=True,
+        add_config={
+            **common,
+            "fetch.wait.max.ms": str(settings.fetch_wait_max_ms),
+            # One consumer per partition, each prefetching up to 64 MiB by default: while
+            # catching up that buffer, not the timers, dominated the flow's memory.
+            "queued.max.messages.kbytes": str(settings.source_prefetch_kib),
+            "queued.min.messages": "2000",
+        },
+        batch_size=settings.source_batch_size,
+        raise_on_errors=False,
+    )
+    # linger 0: the sink flushes every batch anyway (it must, for at-least-once).
+    producer = kafka.producer(**{"linger.ms": 0})
+    producer.pop("bootstrap.servers")
+    sink = KafkaSink(brokers, None, add_config=producer)
+    store = ReadModelSink(settings.database_url, settings.log_retention, _process_setup)
+    return build_flow(source, sink, store, topics=kafka.topics, settings=settings)
+
+
+flow = flow_from_env()

@@ -1,0 +1,1 @@
+"""The reminder service's own PostgreSQL database: migrations and the read model."""

@@ -1,0 +1,1 @@
+"""Pure reminder decisions: no I/O, time passed in explicitly."""

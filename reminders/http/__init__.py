@@ -1,0 +1,1 @@
+"""The reminder read API: routes and their request/response schemas."""

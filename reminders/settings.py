@@ -1,0 +1,55 @@
+"""`TASKFLOW_REMINDERS_*` settings of the reminder service and its dataflow."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from reminders.domain.catchup import CatchUpPolicy
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/taskflow_reminders"
+
+
+class ReminderSettings(BaseSettings):
+    """Read API, read model and dataflow settings; durations are ISO 8601 or seconds."""
+
+    model_config = SettingsConfigDict(env_prefix="TASKFLOW_REMINDERS_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "127.0.0.1"
+    port: int = 8004
+    # Digest window: reminders of one user firing within this time after a delivered one
+    # are held and sent as one `reminder.digest` when it ends.
+    digest_window: timedelta = timedelta(seconds=60)
+    # Catch-up: fire late within the grace period, else fold into a "missed" digest;
+    # older than max age: drop (counted). Per-kind grace as JSON: {"due": "PT30M"}.
+    catchup_grace: timedelta = timedelta(minutes=5)
+    catchup_grace_by_kind: dict[str, timedelta] = Field(default_factory=dict)
+    catchup_max_age: timedelta | None = timedelta(days=7)
+    # Also remind at the due time itself (kind "due"), besides the task's own rules.
+    remind_at_due: bool = True
+    # A task with nothing armed is forgotten after this long (bounds dataflow memory).
+    idle_state_ttl: timedelta = timedelta(days=1)
+    # Dataflow Kafka tuning: low fetch wait for timely events on Tansu (tech-notes.md).
+    fetch_wait_max_ms: int = 10
+    source_batch_size: int = 1000
+    source_prefetch_kib: int = 4096  # per partition consumer
+    # The source polls at most this often (while not catching up), so task events reach
+    # the timers in a few larger batches rather than many tiny ones; see `timer_tick`.
+    source_poll_interval: timedelta = timedelta(milliseconds=50)
+    # Task timers are grouped into this many Bytewax keys (see pipelines/reminders_shards.py).
+    # Changing it needs a fresh recovery directory.
+    timer_shards: int = Field(default=16384, ge=1)
+    # Timer wake-ups are rounded up to this tick (adds at most this much lateness).
+    timer_tick: timedelta = timedelta(milliseconds=50)
+    # Rows of the fired/DLQ log are kept this long (metrics counters are kept forever).
+    log_retention: timedelta = timedelta(days=7)
+
+    def catchup_policy(self) -> CatchUpPolicy:
+        return CatchUpPolicy(
+            grace=self.catchup_grace,
+            grace_by_kind=dict(self.catchup_grace_by_kind),
+            max_age=self.catchup_max_age,
+        )
