@@ -28,12 +28,12 @@ from events.payloads import (
 )
 from events.topics import Topics
 from observability.propagation import current_traceparent
+from reminders.domain.recurrence import next_occurrence
 from task_api.db import outbox
 from task_api.db.models import Task
 from task_api.db.writes import insert_task_with_event
 from task_api.exceptions import InvalidTask, StateConflict, TaskNotFound, VersionMismatch
 from task_api.http.schemas import TaskCreate, TaskPatch
-from task_api.recurrence import next_occurrence
 
 WRITABLE = (
     "title",

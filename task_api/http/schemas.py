@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -20,7 +20,7 @@ from pydantic import (
 
 from events.payloads import Priority
 from events.web.paging import DEFAULT_LIMIT, MAX_LIMIT
-from task_api.recurrence import parse_rule
+from reminders.domain import recurrence
 
 _ISO_DURATION = re.compile(r"^P(?!$)(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$")
 MAX_REMINDER_OFFSET = timedelta(days=366)
@@ -41,14 +41,19 @@ def _time_zone(value: str) -> str:
 
 
 def _rrule(value: str | None) -> str | None:
+    """One RFC 5545 RRULE (no DTSTART, no rule sets): the due date anchors it."""
     if value is None:
         return None
-    try:
-        parse_rule(value, datetime(2026, 1, 1, tzinfo=UTC), ZoneInfo("UTC"))
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"invalid RRULE: {exc}") from None
     text = value.strip()
-    return text[6:] if text.upper().startswith("RRULE:") else text
+    text = text[6:] if text.upper().startswith("RRULE:") else text
+    upper = text.upper()
+    if "\n" in text or "DTSTART" in upper or not upper.startswith("FREQ="):
+        raise ValueError("expected one RFC 5545 RRULE such as FREQ=WEEKLY;BYDAY=MO")
+    try:
+        recurrence.validate(text)
+    except ValueError as exc:
+        raise ValueError(f"invalid RRULE: {exc}") from None
+    return text
 
 
 def _title(value: str) -> str:

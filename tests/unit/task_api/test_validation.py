@@ -49,6 +49,9 @@ def test_full_valid_create() -> None:
         ({"title": "x", "reminders": [{"before": "P400D"}]}, "reminders.0"),
         ({"title": "x", "reminders": [{"before": "P1M"}]}, "reminders.0.before"),
         ({"title": "x", "timezone": "../../etc/passwd"}, "timezone"),
+        ({"title": "x", "recurrence": "DTSTART:20260101T000000Z"}, "recurrence"),
+        ({"title": "x", "recurrence": "FREQ=DAILY\nFREQ=WEEKLY"}, "recurrence"),
+        ({"title": "x", "recurrence": "FREQ=DAILY;BYDAY=XX"}, "recurrence"),
     ],
 )
 def test_create_rejections(body: dict[str, Any], field: str) -> None:
