@@ -128,7 +128,8 @@ async def _lock_task(
 
 async def create_task(
     conn: BaseDBAsyncClient, sink: EventSink, user_id: str, data: TaskCreate, now: datetime
-) -> Task:
+) -> TaskState:
+    """Create the task; returns its state (the event's payload, reused for the reply)."""
     task = Task(
         id=uuid7(),
         user_id=user_id,
@@ -146,9 +147,9 @@ async def create_task(
         version=1,
     )
     _check_consistency(task)
-    envelope = sink.envelope(TaskCreated(**state_of(task)))
-    await insert_task_with_event(conn, task, sink.topics.tasks, envelope)
-    return task
+    created = TaskCreated(**state_of(task))
+    await insert_task_with_event(conn, task, sink.topics.tasks, sink.envelope(created))
+    return created
 
 
 async def update_task(

@@ -7,8 +7,13 @@ from dataclasses import dataclass, field
 import orjson
 from quart import Response
 
+from events.payloads import TaskState
 from task_api.db.models import Task
 from task_api.services import snapshot
+
+# Task JSON is the event state minus the owner (the caller is the owner) and any fields
+# that only events carry (e.g. `changed`).
+TASK_FIELDS: set[str] = set(TaskState.model_fields) - {"user_id"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,18 +29,27 @@ class Reply:
 
 
 def task_json(task: Task) -> bytes:
-    return orjson.dumps(snapshot(task).model_dump(mode="json", exclude={"user_id"}))
+    return state_json(snapshot(task))
+
+
+def state_json(state: TaskState) -> bytes:
+    return orjson.dumps(state.model_dump(mode="json", include=TASK_FIELDS))
 
 
 def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def task_reply(task: Task, status: int = 200, location: bool = False) -> Reply:
-    headers = {"Content-Type": "application/json", "ETag": etag(task.version)}
+def task_reply(task: Task, status: int = 200) -> Reply:
+    return state_reply(snapshot(task), status)
+
+
+def state_reply(state: TaskState, status: int = 200, location: bool = False) -> Reply:
+    """The task JSON of `state` with its ETag (and Location for a create)."""
+    headers = {"Content-Type": "application/json", "ETag": etag(state.version)}
     if location:
-        headers["Location"] = f"/api/v1/tasks/{task.id}"
-    return Reply(status, task_json(task), headers)
+        headers["Location"] = f"/api/v1/tasks/{state.id}"
+    return Reply(status, state_json(state), headers)
 
 
 def parse_if_match(value: str | None) -> int | None:

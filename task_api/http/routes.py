@@ -20,7 +20,7 @@ from task_api import queries, services
 from task_api.context import task_context
 from task_api.db import outbox
 from task_api.http import idempotency
-from task_api.http.replies import Reply, parse_if_match, task_json, task_reply
+from task_api.http.replies import Reply, parse_if_match, state_reply, task_json, task_reply
 from task_api.http.schemas import SnoozeRequest, TaskCreate, TaskListQuery, TaskPatch
 from task_api.http.views import TaskOut, TaskPage
 
@@ -78,8 +78,8 @@ async def create_task(data: TaskCreate) -> Response:
     ctx, user_id = task_context(), principal().user_id
 
     async def handler(conn: BaseDBAsyncClient) -> Reply:
-        task = await services.create_task(conn, ctx.sink, user_id, data, ctx.clock())
-        return task_reply(task, 201, location=True)
+        state = await services.create_task(conn, ctx.sink, user_id, data, ctx.clock())
+        return state_reply(state, 201, location=True)
 
     return await write(handler)
 
