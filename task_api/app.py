@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 from quart import Quart
 from quart_schema import QuartSchema
@@ -80,8 +81,10 @@ def create_app(
     async def database_ready() -> None:
         await connections.get("default").execute_query("SELECT 1")
 
+    admin = AdminClient(kafka.admin())
+
     async def broker_ready() -> None:
-        await relay.producer.check()
+        await asyncio.to_thread(admin.list_topics, None, 2.0)
 
     app.register_blueprint(
         probes_blueprint({"database": database_ready, "kafka": broker_ready}, registry)

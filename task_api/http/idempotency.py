@@ -33,7 +33,6 @@ STORE_SQL = """
 UPDATE idempotency_keys SET status_code = $3, response_body = $4, response_headers = $5
 WHERE user_id = $1 AND key = $2
 """
-PRUNE_SQL = "DELETE FROM idempotency_keys WHERE created_at < $1"
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
@@ -80,8 +79,3 @@ async def store(conn: BaseDBAsyncClient, user_id: str, key: str, reply: Reply) -
     await conn.execute_query(
         STORE_SQL, [user_id, key, reply.status, reply.body, orjson.dumps(reply.headers).decode()]
     )
-
-
-async def prune(conn: BaseDBAsyncClient, now: datetime, ttl: timedelta) -> int:
-    count, _ = await conn.execute_query(PRUNE_SQL, [now - ttl])
-    return int(count)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
-from quart import Quart
+import asyncpg
 from quart.typing import TestClientProtocol as Client
-from tortoise.transactions import in_transaction
 
-from task_api.db import outbox
+from task_api.db import relay_store
 from tests.integration.task_api.conftest import create
 from tests.kafka_helpers import TopicReader
 
@@ -58,17 +58,32 @@ async def test_openapi_documents_every_route(client: Client) -> None:
     assert create_body["content"]["application/json"]["schema"]
 
 
-async def test_published_rows_are_pruned_after_retention(
-    app: Quart, client: Client, auth: dict[str, str], tasks_topic: TopicReader
+async def test_published_rows_and_old_keys_are_pruned(
+    client: Client, auth: dict[str, str], tasks_topic: TopicReader, task_db_url: str
 ) -> None:
-    task = await create(client, auth)
+    keyed = {**auth, "Idempotency-Key": f"prune-{uuid.uuid4()}"}
+    task = await (await client.post("/api/v1/tasks", json={"title": "p"}, headers=keyed)).get_json()
     await tasks_topic.wait_count(1)
-    async with in_transaction() as conn:
-        rows = await conn.execute_query_dict(
-            "SELECT published_at FROM outbox WHERE key = $1", [task["id"]]
+    conn = await asyncpg.connect(task_db_url)
+    try:
+        published = await conn.fetchval(
+            "SELECT published_at FROM outbox WHERE key = $1", task["id"]
         )
-        assert rows and rows[0]["published_at"] is not None
-        later = datetime.now(UTC) + timedelta(days=8)
-        assert await outbox.prune(conn, timedelta(days=7), later) >= 1
-        left = await conn.execute_query_dict("SELECT 1 FROM outbox WHERE key = $1", [task["id"]])
-    assert left == []
+        assert published is not None  # marked only once delivered
+        now = datetime.now(UTC)
+        # Within retention nothing goes ...
+        await relay_store.prune(conn, now, timedelta(days=7), timedelta(hours=24))
+        assert await conn.fetchval("SELECT count(*) FROM outbox WHERE key = $1", task["id"]) == 1
+        # ... past it, the published row and the expired key do.
+        later = now + timedelta(days=8)
+        pruned, keys = await relay_store.prune(conn, later, timedelta(days=7), timedelta(hours=24))
+        assert pruned >= 1 and keys >= 1
+        assert await conn.fetchval("SELECT count(*) FROM outbox WHERE key = $1", task["id"]) == 0
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM idempotency_keys WHERE key = $1", keyed["Idempotency-Key"]
+            )
+            == 0
+        )
+    finally:
+        await conn.close()

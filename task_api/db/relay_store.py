@@ -1,0 +1,102 @@
+"""The relay's side of the outbox: claim, mark, measure and prune, on its own connection.
+
+The relay keeps a dedicated asyncpg connection (not the API's Tortoise pool) because it
+runs on its own event loop, away from request handling; see `task_api.relay`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import orjson
+
+# Rows are claimed oldest first and locked; a row is held back while an older unpublished
+# row of the same key is locked by another relay, so per-task order survives two relays.
+CLAIM_SQL = """
+WITH claimed AS (
+    SELECT id, key FROM outbox
+    WHERE published_at IS NULL
+    ORDER BY id
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+SELECT o.id, o.event_id, o.topic, o.key, o.event_type, o.payload, o.headers, o.created_at
+FROM outbox o JOIN claimed c ON c.id = o.id
+WHERE NOT EXISTS (
+    SELECT 1 FROM outbox older
+    WHERE older.key = c.key AND older.published_at IS NULL AND older.id < c.id
+      AND older.id NOT IN (SELECT id FROM claimed)
+)
+ORDER BY o.id
+"""
+MARK_SQL = "UPDATE outbox SET published_at = $1 WHERE id = ANY($2::bigint[])"
+BACKLOG_SQL = """
+SELECT count(*) AS pending, min(created_at) AS oldest FROM outbox WHERE published_at IS NULL
+"""
+PRUNE_OUTBOX_SQL = "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < $1"
+PRUNE_KEYS_SQL = "DELETE FROM idempotency_keys WHERE created_at < $1"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    id: int
+    event_id: uuid.UUID
+    topic: str
+    key: str
+    event_type: str
+    payload: bytes
+    headers: list[tuple[str, bytes]]
+    created_at: datetime
+
+
+def _header_pairs(value: Any) -> list[tuple[str, bytes]]:
+    pairs = orjson.loads(value) if isinstance(value, str | bytes) else value
+    return [(name, text.encode()) for name, text in pairs]
+
+
+async def claim(conn: asyncpg.Connection, limit: int) -> list[PendingEvent]:
+    """Lock the next publishable rows (the caller's transaction holds the locks)."""
+    rows = await conn.fetch(CLAIM_SQL, limit)
+    return [
+        PendingEvent(
+            id=row["id"],
+            event_id=row["event_id"],
+            topic=row["topic"],
+            key=row["key"],
+            event_type=row["event_type"],
+            payload=bytes(row["payload"]),
+            headers=_header_pairs(row["headers"]),
+            created_at=row["created_at"],
+        )
+        for row in rows
+    ]
+
+
+async def mark_published(conn: asyncpg.Connection, ids: list[int], at: datetime) -> None:
+    if ids:
+        await conn.execute(MARK_SQL, at, ids)
+
+
+async def backlog(conn: asyncpg.Connection, now: datetime) -> tuple[int, float]:
+    """Unpublished rows, and the age in seconds of the oldest (0 when none)."""
+    row = await conn.fetchrow(BACKLOG_SQL)
+    oldest = row["oldest"]
+    return int(row["pending"]), (now - oldest).total_seconds() if oldest else 0.0
+
+
+async def prune(
+    conn: asyncpg.Connection, now: datetime, retention: timedelta, key_ttl: timedelta
+) -> tuple[int, int]:
+    """Delete published rows past `retention` and idempotency keys past `key_ttl`."""
+    rows = await conn.execute(PRUNE_OUTBOX_SQL, now - retention)
+    keys = await conn.execute(PRUNE_KEYS_SQL, now - key_ttl)
+    return _count(rows), _count(keys)
+
+
+def _count(status: str) -> int:
+    """Rows affected, from a command tag such as "DELETE 12"."""
+    return int(status.rsplit(" ", 1)[-1])
