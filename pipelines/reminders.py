@@ -7,7 +7,7 @@ Run with recovery (see docs/reminders.md):
 
 from __future__ import annotations
 
-import importlib
+import threading
 from typing import Any
 
 import bytewax.operators as op
@@ -15,9 +15,11 @@ from bytewax.connectors.kafka import KafkaSink
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
+from prometheus_client import start_http_server
 
 from events.kafka import KafkaSettings
 from events.topics import Topics
+from observability.tracing import setup_tracing
 from pipelines.reminders_io import (
     DeadLetter,
     PacedKafkaSource,
@@ -113,16 +115,20 @@ def _store_op(item: TimerOutput) -> StoreOp | None:
     return item if isinstance(item, ScheduleChange | LogEntry) else None
 
 
+_metrics_lock = threading.Lock()
+_metrics_started = False
+
+
 def _process_setup() -> None:
-    """When the flow starts (not at import): GC thresholds, and tracing if available."""
+    """When the flow starts (not at import): GC thresholds, tracing, the metrics port."""
+    global _metrics_started
     tune_gc()
-    try:
-        tracing = importlib.import_module("observability.tracing")
-    except ImportError:
-        return
-    setup = getattr(tracing, "setup_tracing", None)
-    if setup is not None:
-        setup("reminders-flow")
+    setup_tracing("taskflow-reminder-flow")
+    settings = ReminderSettings()
+    with _metrics_lock:
+        if settings.flow_metrics_port and not _metrics_started:
+            start_http_server(settings.flow_metrics_port, addr=settings.flow_metrics_host)
+            _metrics_started = True
 
 
 def flow_from_env() -> Dataflow:

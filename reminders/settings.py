@@ -20,6 +20,9 @@ class ReminderSettings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     host: str = "127.0.0.1"
     port: int = 8004
+    # The dataflow serves Prometheus metrics on its own port (0: none).
+    flow_metrics_port: int = 0
+    flow_metrics_host: str = "127.0.0.1"
     # Digest window: reminders of one user firing within this time after a delivered one
     # are held and sent as one `reminder.digest` when it ends.
     digest_window: timedelta = timedelta(seconds=60)

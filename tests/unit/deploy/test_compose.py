@@ -159,24 +159,13 @@ def _scrape_targets() -> list[str]:
     ]
 
 
-FLOW_METRICS = {"audit-flow": "TASKFLOW_AUDIT_FLOW_METRICS_PORT"}
+FLOW_METRICS = {
+    "audit-flow": "TASKFLOW_AUDIT_FLOW_METRICS_PORT",
+    "reminders-flow": "TASKFLOW_REMINDERS_FLOW_METRICS_PORT",
+}
 
 
-@pytest.mark.parametrize(
-    "target",
-    [
-        pytest.param(
-            t,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the reminder flow serves no metrics port yet (reported to its owner)",
-            ),
-        )
-        if t.startswith("reminders-flow:")
-        else t
-        for t in _scrape_targets()
-    ],
-)
+@pytest.mark.parametrize("target", _scrape_targets())
 def test_every_prometheus_target_is_served_in_compose(target: str, compose: dict[str, Any]) -> None:
     host, port = target.rsplit(":", 1)
     svc = services(compose)[host]
