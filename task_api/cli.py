@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from datetime import UTC, datetime
 
 from tortoise import Tortoise
 from tortoise.migrations.api import migrate as run_migrations
@@ -12,6 +13,7 @@ from tortoise.transactions import in_transaction
 from events.producer import AsyncProducer
 from observability.logs import setup_logging
 from observability.tracing import setup_tracing
+from task_api.db.outbox import resend_published_since
 from task_api.metrics import TaskMetrics
 from task_api.relay import OutboxRelay
 from task_api.services import EventSink, republish_open_tasks
@@ -89,11 +91,19 @@ async def migrate() -> None:
 
 
 async def republish_snapshots() -> int:
-    """Enqueue a `task.snapshot` for every open task; returns how many."""
+    """Rebuild an empty broker: re-send recent events, then a `task.snapshot` of every open
+    task (after them, so it is the last word). Returns how many snapshots were enqueued.
+
+    `taskflow up` calls this when it had to start an empty local broker. Events published
+    within `BROKER_RESET_REPLAY` may not have been consumed before the old broker went away;
+    consumers apply each event id once, so re-sending them is safe.
+    """
     config = Config()
     await Tortoise.init(config=config.service.tortoise_config(), _enable_global_fallback=True)
     try:
         async with in_transaction() as conn:
+            since = datetime.now(UTC) - config.service.broker_reset_replay
+            await resend_published_since(conn, since)
             sink = EventSink(config.kafka.topics, config.service.source)
             return await republish_open_tasks(conn, sink)
     finally:

@@ -35,6 +35,8 @@ class TaskApiSettings(BaseSettings):
     outbox_retention: timedelta = timedelta(days=7)
     idempotency_ttl: timedelta = timedelta(hours=24)
     prune_interval: timedelta = timedelta(minutes=10)
+    # After a local broker reset, events published this recently are sent again.
+    broker_reset_replay: timedelta = timedelta(hours=1)
 
     def tortoise_config(self) -> dict[str, Any]:
         return tortoise_config(self.database_url, self.db_pool_size)

@@ -41,3 +41,11 @@ async def enqueue(conn: BaseDBAsyncClient, topic: str, key: str, envelope: Envel
 async def notify_relays(conn: BaseDBAsyncClient) -> None:
     """Wake relays in other processes when this transaction commits."""
     await conn.execute_query_dict("SELECT pg_notify($1, '')", [NOTIFY_CHANNEL])
+
+
+async def resend_published_since(conn: BaseDBAsyncClient, since: datetime) -> int:
+    """Queue events published after `since` again (for a broker that lost its log)."""
+    rows = await conn.execute_query_dict(
+        "UPDATE outbox SET published_at = NULL WHERE published_at >= $1 RETURNING id", [since]
+    )
+    return len(rows)
