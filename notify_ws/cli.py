@@ -41,9 +41,16 @@ async def run(config: Config, host: str, port: int) -> None:
 
     app = create_app(config)
     stop = asyncio.Event()
+    failed = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+    def fatal() -> None:
+        failed.set()
+        stop.set()
+
+    service_of(app).on_fatal = fatal
 
     async def shutdown_trigger() -> None:
         await stop.wait()
@@ -56,6 +63,8 @@ async def run(config: Config, host: str, port: int) -> None:
         hypercorn_config(config.notify, host, port),
         shutdown_trigger=shutdown_trigger,
     )
+    if failed.is_set():
+        raise SystemExit("a background part of the notification service died; see the log")
 
 
 def serve(host: str | None = None, port: int | None = None) -> None:

@@ -44,6 +44,9 @@ class Service:
         self._channel_factory = channels or self.default_channels
         self._monotonic = monotonic
         self.stop_event = asyncio.Event()
+        # Called when a background part dies: `taskflow serve notify` stops the process so
+        # its supervisor (taskflow up, Kubernetes) restarts it instead of leaving it half up.
+        self.on_fatal: Callable[[], None] = lambda: None
         self._tasks: list[asyncio.Task[None]] = []
         self.producer: AsyncProducer | None = None
         self.channels: Sequence[Channel] = ()
@@ -72,6 +75,7 @@ class Service:
     def _died(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None and not self.stop_event.is_set():
             log.error("%s stopped", task.get_name(), exc_info=task.exception())
+            self.on_fatal()
 
     async def start(self) -> None:
         ctx, s, kafka = self.ctx, self.ctx.config.notify, self.ctx.config.kafka
