@@ -15,7 +15,7 @@ from observability.logs import setup_logging
 from observability.tracing import setup_tracing
 from task_api.db.outbox import resend_published_since
 from task_api.metrics import TaskMetrics
-from task_api.relay import OutboxRelay
+from task_api.relay import RELAY_PRODUCER, OutboxRelay
 from task_api.services import EventSink, republish_open_tasks
 from task_api.settings import Config, TaskApiSettings
 
@@ -65,7 +65,7 @@ def relay() -> None:
         settings = config.service
         await Tortoise.init(config=settings.tortoise_config(), _enable_global_fallback=True)
         outbox_relay = OutboxRelay(
-            lambda: AsyncProducer(config.kafka.producer()),
+            lambda: AsyncProducer(config.kafka.producer(**RELAY_PRODUCER)),
             settings.database_url,
             TaskMetrics.create(CollectorRegistry()),
             batch_size=settings.relay_batch_size,

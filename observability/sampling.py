@@ -1,0 +1,98 @@
+"""Which spans are recorded: parent-based ratio sampling (OTEL_TRACES_SAMPLER_ARG) that
+never starts a trace at a client span and skips transaction-bracket statements."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+    _get_from_env_or_default,
+)
+from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
+
+log = logging.getLogger(__name__)
+
+
+class RootFilter(Sampler):
+    """Root sampler that never starts a trace at a client span.
+
+    A database query or HTTP call with no traced operation around it (the relay's
+    polling, a readiness probe's `SELECT 1`, LISTEN) would otherwise be a one-span trace:
+    noise in Tempo and pure cost. Everything else goes to the ratio sampler.
+    """
+
+    def __init__(self, delegate: Sampler) -> None:
+        self._delegate = delegate
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        if kind is SpanKind.CLIENT:
+            return SamplingResult(Decision.DROP)
+        return self._delegate.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"RootFilter{{{self._delegate.get_description()}}}"
+
+
+# Transaction bracket statements: two spans per transaction that say nothing the
+# statements between them do not (their time shows in the parent's duration).
+UNTRACED_STATEMENTS = frozenset({"BEGIN", "BEGIN;", "COMMIT", "COMMIT;"})
+
+
+class StatementFilter(Sampler):
+    """Drop BEGIN/COMMIT client spans, then defer to `delegate` (cost: see the bench)."""
+
+    def __init__(self, delegate: Sampler) -> None:
+        self._delegate = delegate
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        if kind is SpanKind.CLIENT and name in UNTRACED_STATEMENTS:
+            return SamplingResult(Decision.DROP)
+        return self._delegate.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"StatementFilter{{{self._delegate.get_description()}}}"
+
+
+def sampler_from_env() -> Sampler:
+    """Parent-based ratio sampling unless OTEL_TRACES_SAMPLER names another sampler."""
+    if os.environ.get("OTEL_TRACES_SAMPLER"):
+        return _get_from_env_or_default()
+    raw = os.environ.get("OTEL_TRACES_SAMPLER_ARG", "1.0")
+    try:
+        ratio = min(max(float(raw), 0.0), 1.0)
+    except ValueError:
+        log.warning("OTEL_TRACES_SAMPLER_ARG=%r is not a number; sampling everything", raw)
+        ratio = 1.0
+    return StatementFilter(ParentBased(root=RootFilter(TraceIdRatioBased(ratio))))

@@ -1,0 +1,97 @@
+"""Metric names used by PromQL expressions in the shipped dashboards and alert rules,
+and metric names a `/metrics` exposition offers.
+
+A small lexer, not a full PromQL parser: it drops strings, label matchers, grouping
+clauses and range selectors, then keeps identifiers that are not functions or keywords.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+KEYWORDS = {
+    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
+    "bool", "offset", "atan2", "inf", "nan",
+    "sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk",
+    "quantile", "count_values", "group",
+}  # fmt: skip
+# Series Prometheus itself makes for every target.
+BUILTIN = {"up", "scrape_duration_seconds", "scrape_samples_scraped",
+           "scrape_samples_post_metric_relabeling", "scrape_series_added"}  # fmt: skip
+
+_GRAFANA_VARS = re.compile(r"\$(__rate_interval|__interval|__range|__range_s|__range_ms)\b")
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_MATCHERS = re.compile(r"\{[^{}]*\}")
+_RANGES = re.compile(r"\[[^\]]*\]")
+_GROUPING = re.compile(
+    r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)", re.IGNORECASE
+)
+_IDENT = re.compile(r"(?<![\w.:$])([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?")
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names an expression selects (functions, keywords, labels excluded)."""
+    text = _GRAFANA_VARS.sub("5m", expr)
+    text = _STRINGS.sub('""', text)
+    text = _MATCHERS.sub("", text)
+    text = _RANGES.sub("", text)
+    text = _GROUPING.sub("", text)
+    names = set()
+    for match in _IDENT.finditer(text):
+        name, call = match.group(1), match.group(2)
+        if call or name.lower() in KEYWORDS:
+            continue
+        names.add(name)
+    return names
+
+
+def dashboard_exprs(directory: Path) -> dict[str, list[str]]:
+    """PromQL of every Prometheus panel target, keyed by dashboard file and panel."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(directory.glob("*.json")):
+        dash = json.loads(path.read_text())
+        for panel in dash.get("panels", []):
+            for target in panel.get("targets", []):
+                source = target.get("datasource") or panel.get("datasource") or {}
+                if source.get("type") == "prometheus" and target.get("expr"):
+                    found.setdefault(f"{path.name}: {panel['title']}", []).append(target["expr"])
+        for variable in dash.get("templating", {}).get("list", []):
+            query = variable.get("query")
+            if variable.get("type") == "query" and isinstance(query, dict):
+                inner = re.search(r"label_values\((.*),\s*\w+\)\s*$", query.get("query", ""))
+                if inner:
+                    found.setdefault(f"{path.name}: ${variable['name']}", []).append(inner[1])
+    return found
+
+
+def rule_exprs(path: Path) -> dict[str, list[str]]:
+    """PromQL of every alerting/recording rule, keyed by rule name."""
+    groups = yaml.safe_load(path.read_text())["groups"]
+    return {
+        f"{path.name}: {rule.get('alert') or rule.get('record')}": [rule["expr"]]
+        for group in groups
+        for rule in group["rules"]
+    }
+
+
+def exposed_names(expositions: Iterable[str]) -> set[str]:
+    """Every series name the expositions offer, including families with no sample yet."""
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_count", "_sum", "_created"),
+        "gaugehistogram": ("_bucket", "_gcount", "_gsum"),
+        "summary": ("", "_count", "_sum", "_created"),
+        "info": ("_info",),
+    }
+    names: set[str] = set()
+    for text in expositions:
+        for family in text_string_to_metric_families(text):
+            names.update(family.name + s for s in suffixes.get(family.type, ("",)))
+            names.update(sample.name for sample in family.samples)
+    return names

@@ -1,0 +1,41 @@
+"""asyncpg against the real PostgreSQL makes database client spans under the caller's span."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from observability.db import instrument_asyncpg
+
+pytestmark = pytest.mark.integration
+
+
+async def test_queries_become_client_spans(
+    spans: InMemorySpanExporter, create_database: Callable[[str], Awaitable[str]]
+) -> None:
+    url = await create_database("obs")
+    instrument_asyncpg()
+    instrument_asyncpg()  # idempotent: a second patch would double every span
+    conn = await asyncpg.connect(url)
+    try:
+        with trace.get_tracer("t").start_as_current_span("request") as request:
+            await conn.execute("CREATE TABLE t (id int primary key, secret text)")
+            await conn.execute("INSERT INTO t VALUES ($1, $2)", 1, "do-not-record")
+            assert await conn.fetchval("SELECT secret FROM t WHERE id = $1", 1)
+    finally:
+        await conn.close()
+    db_spans = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CLIENT]
+    assert len(db_spans) == 3
+    for span in db_spans:
+        assert span.parent is not None
+        assert span.parent.span_id == request.get_span_context().span_id
+        attrs = dict(span.attributes or {})
+        assert attrs.get("db.system.name", attrs.get("db.system")) == "postgresql"
+        assert "do-not-record" not in str(attrs)  # parameters are not captured
+    insert = next(s for s in db_spans if "INSERT" in s.name)
+    assert "INSERT INTO t" in str(dict(insert.attributes or {}).get("db.query.text", ""))
