@@ -84,7 +84,7 @@ class Prometheus:
 @contextmanager
 def run_prometheus(config: Path, storage: Path) -> Iterator[Prometheus]:
     binary = shutil.which("prometheus")
-    assert binary, "prometheus missing: run tests/integration/observability/install_prometheus.sh"
+    assert binary, "prometheus missing: run scripts/system-deps"
     port = free_port()
     log = storage.parent / "prometheus.log"
     with open(log, "wb") as out:

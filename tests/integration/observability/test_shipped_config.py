@@ -1,7 +1,7 @@
 """The shipped Prometheus, collector, Tempo and Grafana files are valid and consistent.
 
 Prometheus files are checked by the real `promtool` (Debian package; install with
-install_prometheus.sh). Grafana, Tempo and the collector cannot run here, so their
+scripts/system-deps). Grafana, Tempo and the collector cannot run here, so their
 files are checked for the references that would break them.
 """
 
@@ -34,7 +34,7 @@ SERVICE_NAMES = {
 
 def _promtool() -> str:
     path = shutil.which("promtool")
-    assert path, "promtool missing: run tests/integration/observability/install_prometheus.sh"
+    assert path, "promtool missing: run scripts/system-deps"
     return path
 
 
