@@ -126,6 +126,22 @@ async def _lock_task(
     return task
 
 
+async def _record_change(
+    conn: BaseDBAsyncClient,
+    sink: EventSink,
+    task: Task,
+    now: datetime,
+    event: type[TaskState],
+    **extra: Any,
+) -> Task:
+    """Bump the version, save the task, and write the change's one event beside it."""
+    task.updated_at = now
+    task.version += 1
+    await task.save(using_db=conn)
+    await sink.emit(conn, event(**state_of(task), **extra))
+    return task
+
+
 async def create_task(
     conn: BaseDBAsyncClient, sink: EventSink, user_id: str, data: TaskCreate, now: datetime
 ) -> TaskState:
@@ -179,11 +195,7 @@ async def update_task(
     if "due_at" in changed or "reminders" in changed:
         # A snooze postpones the reminders of the old schedule only.
         task.snoozed_until = None
-    task.updated_at = now
-    task.version += 1
-    await task.save(using_db=conn)
-    await sink.emit(conn, TaskUpdated(**state_of(task), changed=tuple(changed)))
-    return task
+    return await _record_change(conn, sink, task, now, TaskUpdated, changed=tuple(changed))
 
 
 async def complete_task(
@@ -210,11 +222,9 @@ async def complete_task(
         task.status = "completed"
         task.completed_at = now
     task.snoozed_until = None
-    task.updated_at = now
-    task.version += 1
-    await task.save(using_db=conn)
-    await sink.emit(conn, TaskCompleted(**state_of(task), completed_occurrence_due_at=occurrence))
-    return task
+    return await _record_change(
+        conn, sink, task, now, TaskCompleted, completed_occurrence_due_at=occurrence
+    )
 
 
 async def reopen_task(
@@ -230,11 +240,7 @@ async def reopen_task(
         raise StateConflict("only a completed task can be reopened")
     task.status = "open"
     task.completed_at = None
-    task.updated_at = now
-    task.version += 1
-    await task.save(using_db=conn)
-    await sink.emit(conn, TaskReopened(**state_of(task)))
-    return task
+    return await _record_change(conn, sink, task, now, TaskReopened)
 
 
 async def snooze_task(
@@ -255,11 +261,7 @@ async def snooze_task(
     if target <= now:
         raise InvalidTask("until", "must be in the future")
     task.snoozed_until = target
-    task.updated_at = now
-    task.version += 1
-    await task.save(using_db=conn)
-    await sink.emit(conn, TaskSnoozed(**state_of(task)))
-    return task
+    return await _record_change(conn, sink, task, now, TaskSnoozed)
 
 
 async def delete_task(
