@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 import orjson
 from quart import Blueprint, Response, g, request
@@ -19,6 +20,7 @@ from events.web.auth import Principal, bearer_principal
 from task_api import queries, services
 from task_api.context import task_context
 from task_api.db import outbox
+from task_api.db.models import Task
 from task_api.http import idempotency
 from task_api.http.replies import Reply, parse_if_match, state_reply, task_json, task_reply
 from task_api.http.schemas import SnoozeRequest, TaskCreate, TaskListQuery, TaskPatch
@@ -27,6 +29,10 @@ from task_api.http.views import TaskOut, TaskPage
 tasks = Blueprint("tasks", __name__, url_prefix="/api/v1/tasks")
 
 Handler = Callable[[BaseDBAsyncClient], Awaitable[Reply]]
+Transition = Callable[
+    [BaseDBAsyncClient, services.EventSink, str, uuid.UUID, int | None, datetime],
+    Awaitable[Task],
+]
 
 
 @tasks.before_request
@@ -118,28 +124,26 @@ async def update_task(task_id: uuid.UUID, data: TaskPatch) -> Response:
     return await write(handler)
 
 
-@tasks.post("/<uuid:task_id>/complete")
-@document_response(TaskOut)
-async def complete_task(task_id: uuid.UUID) -> Response:
+async def transition(task_id: uuid.UUID, change: Transition) -> Response:
+    """A body-less state change (complete, reopen) of one task, as a write."""
     ctx, user_id, version = task_context(), principal().user_id, if_match()
 
     async def handler(conn: BaseDBAsyncClient) -> Reply:
-        task = await services.complete_task(conn, ctx.sink, user_id, task_id, version, ctx.clock())
-        return task_reply(task)
+        return task_reply(await change(conn, ctx.sink, user_id, task_id, version, ctx.clock()))
 
     return await write(handler)
+
+
+@tasks.post("/<uuid:task_id>/complete")
+@document_response(TaskOut)
+async def complete_task(task_id: uuid.UUID) -> Response:
+    return await transition(task_id, services.complete_task)
 
 
 @tasks.post("/<uuid:task_id>/reopen")
 @document_response(TaskOut)
 async def reopen_task(task_id: uuid.UUID) -> Response:
-    ctx, user_id, version = task_context(), principal().user_id, if_match()
-
-    async def handler(conn: BaseDBAsyncClient) -> Reply:
-        task = await services.reopen_task(conn, ctx.sink, user_id, task_id, version, ctx.clock())
-        return task_reply(task)
-
-    return await write(handler)
+    return await transition(task_id, services.reopen_task)
 
 
 @tasks.post("/<uuid:task_id>/snooze")
