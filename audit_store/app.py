@@ -22,7 +22,7 @@ from events.web.problems import install_problem_handlers
 from observability.quart import instrument_app
 
 MAX_BODY = 1024 * 1024
-SERVICE_NAME = "taskflow-audit"
+SERVICE_NAME = "taskflow-audit-service"
 
 
 def create_app(

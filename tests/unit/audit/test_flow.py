@@ -8,11 +8,21 @@ from collections.abc import Sequence
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.testing import TestingSink, TestingSource, run_main
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from audit_store.ingest import WriteResult
 from audit_store.records import AuditRecord, Poison
+from audit_store.settings import AuditSettings
 from observability.tracing import setup_tracing
-from pipelines.audit import build_flow, to_item, to_item_traced
+from pipelines.audit import (
+    GROUP,
+    ConsumerLagCollector,
+    build_flow,
+    expose_consumer_lag,
+    to_item,
+    to_item_traced,
+)
 from pipelines.audit_sink import AuditStoreSink, links_of
 from tests.unit.audit.factories import TRACE_ID, TRACEPARENT, event_bytes, task_payload
 
@@ -110,3 +120,50 @@ def test_batch_spans_link_to_each_producer_up_to_a_limit() -> None:
     links = links_of(items, limit=3)
     assert len(links) == 3
     assert {format(link.context.trace_id, "032x") for link in links} == {TRACE_ID}
+
+
+def test_message_spans_are_consumer_children_of_the_producer_span() -> None:
+    exporter = InMemorySpanExporter()
+    setup_tracing("audit-flow-unit", exporter=exporter)
+    exporter.clear()
+    to_item_traced(message(event_bytes(task_payload()), 7, partition=2))
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "process taskflow.tasks"]
+    assert span.kind is SpanKind.CONSUMER
+    assert span.parent is not None
+    assert format(span.parent.span_id, "016x") == TRACEPARENT.split("-")[2]
+    assert span.attributes is not None
+    assert span.attributes["messaging.destination.name"] == "taskflow.tasks"
+    assert span.attributes["messaging.destination.partition.id"] == "2"
+    assert span.attributes["messaging.kafka.offset"] == 7
+    assert span.attributes["messaging.consumer.group.name"] == GROUP
+
+
+def test_per_message_spans_are_the_default() -> None:
+    assert AuditSettings().flow_message_spans is True
+
+
+def test_bytewax_lag_is_exposed_under_the_shared_name() -> None:
+    registry = CollectorRegistry()
+    bytewax_lag = Gauge(
+        "bytewax_kafka_consumer_lag", "lag", ["step_id", "topic", "partition"], registry=registry
+    )
+    bytewax_lag.labels(step_id="audit.kafka_in", topic="taskflow.tasks", partition="1").set(42)
+
+    registry.register(ConsumerLagCollector(bytewax_lag))
+    registry.unregister(bytewax_lag)
+
+    assert registry.get_sample_value("bytewax_kafka_consumer_lag", {}) is None
+    labels = {"group": GROUP, "topic": "taskflow.tasks", "partition": "1"}
+    assert registry.get_sample_value("taskflow_consumer_lag_messages", labels) == 42
+    assert b"# TYPE taskflow_consumer_lag_messages gauge" in generate_latest(registry)
+
+
+def test_expose_consumer_lag_swaps_the_bytewax_gauge_out() -> None:
+    from bytewax.connectors.kafka import BYTEWAX_CONSUMER_LAG_GAUGE
+
+    registry = CollectorRegistry()
+    registry.register(BYTEWAX_CONSUMER_LAG_GAUGE)
+    expose_consumer_lag(registry)
+    text = generate_latest(registry).decode()
+    assert "bytewax_kafka_consumer_lag" not in text
+    assert "# TYPE taskflow_consumer_lag_messages gauge" in text
