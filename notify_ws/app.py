@@ -19,7 +19,7 @@ from notify_ws.metrics import Metrics
 from notify_ws.service import ChannelFactory, Service
 from notify_ws.settings import Config
 
-SERVICE_NAME = "taskflow-notify-service"
+SERVICE_NAME = "taskflow-notification-service"
 
 
 def create_app(

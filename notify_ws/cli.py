@@ -69,9 +69,10 @@ async def run(config: Config, host: str, port: int) -> None:
 
 def serve(host: str | None = None, port: int | None = None) -> None:
     """`taskflow serve notify`: worker + hub + REST in one process."""
+    from notify_ws.app import SERVICE_NAME
     from observability.logs import setup_logging
 
-    setup_logging("taskflow-notify-service")
+    setup_logging(SERVICE_NAME)
     config = Config()
     main = run(config, host or config.notify.host, port or config.notify.port)
     try:

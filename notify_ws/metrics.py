@@ -1,10 +1,31 @@
-"""The service's Prometheus metrics, on a registry of its own (several apps per test run)."""
+"""The service's Prometheus metrics, on a registry of its own (several apps per test run).
+
+The families are the shared ones from `observability.metrics` (names in
+docs/observability.md), so dashboards and alerts read every service the same way.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from notify_ws.channels.breaker import State
+from observability.metrics import (
+    BreakerState,
+    ChannelMetrics,
+    ConsumerLagMetrics,
+    MessagingMetrics,
+    WebSocketMetrics,
+    family,
+)
+
+# Our breaker enum orders half-open and open the other way round from the shared gauge.
+_BREAKER = {
+    State.CLOSED: BreakerState.CLOSED,
+    State.HALF_OPEN: BreakerState.HALF_OPEN,
+    State.OPEN: BreakerState.OPEN,
+}
 
 
 @dataclass
@@ -13,37 +34,26 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
-        self.connections = Gauge("notify_ws_connections", "Open WebSocket connections", registry=r)
-        self.frames_sent = Counter(
-            "notify_ws_frames_sent", "WebSocket frames sent", ["type"], registry=r
-        )
-        self.slow_disconnects = Counter(
-            "notify_ws_slow_client_disconnects", "Clients closed with 1013", registry=r
-        )
-        self.deliveries = Counter(
-            "notify_deliveries", "Channel deliveries by outcome", ["channel", "outcome"], registry=r
-        )
-        self.breaker_state = Gauge(
-            "notify_breaker_state", "0 closed, 1 open, 2 half-open", ["breaker"], registry=r
-        )
-        self.consumer_lag = Gauge(
-            "notify_consumer_lag",
-            "High watermark minus committed offset (exact on Kafka; approximate on Tansu)",
-            ["group", "topic", "partition"],
-            registry=r,
-        )
-        self.events = Counter(
-            "notify_worker_events", "Events handled by the worker", ["outcome"], registry=r
-        )
-        self.notifications = Counter(
-            "notify_notifications_created", "Notifications persisted", ["kind"], registry=r
-        )
-        self.dead_letters = Counter(
-            "notify_dead_letters", "Messages sent to the DLQ", ["topic"], registry=r
-        )
-        self.hub_latency = Histogram(
-            "notify_hub_forward_seconds",
-            "notification.created timestamp to frame queued",
+        self.ws = WebSocketMetrics(r)
+        self.channels = ChannelMetrics(r)
+        self.lag = ConsumerLagMetrics(r)
+        self.messaging = MessagingMetrics(r)
+        self.connections = self.ws.connections
+        self.frames_sent = self.ws.frames.labels("sent")
+        self.frames_received = self.ws.frames.labels("received")
+        self.slow_disconnects = self.ws.dropped.labels("slow_client")
+        self.notifications = family(
+            r, Counter, "taskflow_notifications_created",
+            "Notifications persisted by the worker, by kind (task.created, task.reminder, ...).",
+            ("kind",),
+        )  # fmt: skip
+        self.hub_latency = family(
+            r, Histogram, "taskflow_websocket_forward_seconds",
+            "From the notification.created broker timestamp to its frame being queued.",
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-            registry=r,
-        )
+        )  # fmt: skip
+
+    def breaker_state(self, key: str, state: State) -> None:
+        """Per channel, not per breaker key: webhook keys name user-chosen hosts, which
+        would make the label unbounded; the gauge shows the latest change of the channel."""
+        self.channels.breaker_state(key.partition(":")[0], _BREAKER[state])

@@ -14,7 +14,7 @@ import asyncpg
 
 from events.producer import AsyncProducer
 from notify_ws.channels.base import Channel
-from notify_ws.channels.breaker import Breakers, State
+from notify_ws.channels.breaker import Breakers
 from notify_ws.channels.dispatch import Dispatcher, channel_map
 from notify_ws.channels.email import SmtpEmail
 from notify_ws.channels.push import WebPush
@@ -87,11 +87,8 @@ class Service:
             await self.producer.warm_up(kafka.topics.notifications)
         except Exception as exc:  # noqa: BLE001 - events wait in the outbox until it is back
             log.warning("Kafka not reachable at start: %s", exc)
-        publisher = Publisher(self.producer, kafka.topics, s.source, pool, ctx.clock)
-        gauge = ctx.metrics.breaker_state
-
-        def on_change(key: str, state: State) -> None:
-            gauge.labels(key).set(int(state))
+        publisher = Publisher(self.producer, kafka.topics, s.source, pool, ctx.clock, ctx.metrics)
+        on_change = ctx.metrics.breaker_state
 
         breakers = Breakers(
             s.breaker_threshold, s.breaker_reset.total_seconds(), self._monotonic, on_change

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -138,7 +139,7 @@ class Dispatcher:
             retry_at = self._clock.now() + timedelta(seconds=max(breaker.retry_in(), 0.05))
             async with self._pool.acquire() as conn:
                 await dl.postpone(conn, row.id, attempts, str(exc), retry_at, self._clock.now())
-            self._metrics.deliveries.labels(row.channel, "postponed").inc()
+            self._metrics.channels.attempt(row.channel, "postponed")
             return
         except ChannelError as exc:
             await self._finish(row, dl.FAILED, attempts, str(exc))
@@ -148,6 +149,7 @@ class Dispatcher:
         )
 
     async def _attempt(self, channel: Channel, message: Outgoing, breaker: Any) -> Outcome:
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self._s.channel_timeout.total_seconds()):
                 outcome = await channel.deliver(message)
@@ -160,6 +162,9 @@ class Dispatcher:
             breaker.failure()
             self._breakers.report(breaker)
             raise ChannelError(f"{channel.name} timed out") from None
+        finally:
+            duration = self._metrics.channels.duration
+            duration.labels(channel.name).observe(time.perf_counter() - started)
         breaker.success()
         self._breakers.report(breaker)
         return outcome
@@ -168,7 +173,7 @@ class Dispatcher:
         now = self._clock.now()
         async with self._pool.acquire() as conn:
             await dl.finish(conn, row.id, status, attempts, error, now)
-        self._metrics.deliveries.labels(row.channel, status).inc()
+        self._metrics.channels.attempt(row.channel, status)
         done = Delivery(row.id, row.notification_id, row.user_id, row.channel, status, attempts,
                         row.digest_of, error)  # fmt: skip
         await self._publisher.outcome(done, now)

@@ -15,10 +15,13 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, TopicPartition
+from opentelemetry import trace
+from opentelemetry.context import Context
 
 from events.kafka import KafkaSettings
-from notify_ws.hub.hub import Hub
+from notify_ws.hub.hub import Hub, Note
 from notify_ws.metrics import Metrics
+from observability.propagation import extract_context
 
 log = logging.getLogger(__name__)
 CREATED = b"notification.created"
@@ -88,7 +91,17 @@ class Feed:
         if not self._hub.has_user(user_id):
             return
         frame = orjson.dumps({"type": "notification", "notification": note}).decode()
-        self._hub.publish(user_id, seq, frame)
+        self._hub.publish(user_id, seq, Note(frame, _traced(msg), note.get("id"), doc.get("id")))
         _, stamp = msg.timestamp()
         if stamp > 0:
             self._metrics.hub_latency.observe(max(0.0, time.time() - stamp / 1000))
+
+
+def _traced(msg: Any) -> Context | None:
+    """The context the worker's notification.created PRODUCER span wrote into the headers,
+    or None when no frame span should be made: a `websocket send` span costs ~20 us per
+    frame and connection, and under the (parent-based) sampler an unsampled or missing
+    parent would only buy a non-recording span for ~13 us."""
+    context = extract_context(msg.headers())
+    parent = trace.get_current_span(context).get_span_context()
+    return context if parent.is_valid and parent.trace_flags.sampled else None

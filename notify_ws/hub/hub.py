@@ -10,14 +10,33 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+from opentelemetry.context import Context
+
 from notify_ws.metrics import Metrics
 
-# Queue items: (NOTE, seq, frame) | (COUNT, unread, last_seq) | (RAW, 0, frame)
+# Queue items: (NOTE, seq, Note) | (COUNT, unread, last_seq) | (RAW, 0, frame)
 NOTE, COUNT, RAW = 0, 1, 2
 TRY_AGAIN_LATER = 1013
 GOING_AWAY = 1001
 
 Item = tuple[int, int, Any]
+
+
+class Note:
+    """A notification frame with what its `websocket send` span needs: the trace context
+    of the Kafka message it came from, extracted once per message, not per connection."""
+
+    __slots__ = ("frame", "context", "notification_id", "event_id")
+
+    def __init__(
+        self,
+        frame: str,
+        context: Context | None = None,
+        notification_id: str | None = None,
+        event_id: str | None = None,
+    ) -> None:
+        self.frame, self.context = frame, context
+        self.notification_id, self.event_id = notification_id, event_id
 
 
 class Connection:
@@ -84,13 +103,14 @@ class Hub:
             self._metrics.slow_disconnects.inc()
             conn.kick(TRY_AGAIN_LATER)
 
-    def publish(self, user_id: str, seq: int, frame: str) -> int:
+    def publish(self, user_id: str, seq: int, frame: str | Note) -> int:
         """Queue a notification frame for every connection of `user_id`; returns how many."""
         conns = self._by_user.get(user_id)
         if not conns:
             return 0
+        note = frame if isinstance(frame, Note) else Note(frame)
         for conn in tuple(conns):
-            self.offer(conn, (NOTE, seq, frame))
+            self.offer(conn, (NOTE, seq, note))
         return len(conns)
 
     def counts(self, user_id: str, unread: int, last_seq: int) -> None:

@@ -9,12 +9,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from opentelemetry import context as otel_context
 
 from notify_ws.clock import Clock
 from notify_ws.db import notifications as nt
 from notify_ws.db.notifications import Notification
-from notify_ws.hub.hub import COUNT, NOTE, RAW, Connection, Hub
+from notify_ws.hub.hub import COUNT, NOTE, RAW, Connection, Hub, Note
 from notify_ws.metrics import Metrics
+from observability.messaging import websocket_send_span
 
 Send = Callable[[str], Awaitable[None]]
 Receive = Callable[[], Awaitable[str | bytes]]
@@ -39,15 +41,28 @@ PONG = orjson.dumps({"type": "pong"}).decode()
 class Session:
     def __init__(self, pool: Any, hub: Hub, metrics: Metrics, clock: Clock) -> None:
         self._pool, self._hub, self._metrics, self._clock = pool, hub, metrics, clock
-        # Label lookups take a lock; resolve them once, not per frame.
-        self._sent = {
-            kind: metrics.frames_sent.labels(kind)
-            for kind in ("notification", "unread_count", "control")
-        }
+        # Label lookups take a lock: the children are resolved once in Metrics.
+        self._sent, self._received = metrics.frames_sent, metrics.frames_received
 
-    async def _send(self, send: Send, frame: str, kind: str) -> None:
+    async def _send(self, send: Send, frame: str) -> None:
         await send(frame)
-        self._sent[kind].inc()
+        self._sent.inc()
+
+    async def _send_note(self, conn: Connection, send: Send, seq: int, note: Note) -> None:
+        """A live notification frame, in a `websocket send` span that continues the trace of
+        the Kafka message it came from (made here, only for frames actually sent)."""
+        if note.context is None:
+            await self._send(send, note.frame)
+            return
+        token = otel_context.attach(note.context)
+        try:
+            with websocket_send_span(
+                user_id=conn.user_id, notification_id=note.notification_id, seq=seq,
+                event_id=note.event_id,
+            ):  # fmt: skip
+                await self._send(send, note.frame)
+        finally:
+            otel_context.detach(token)
 
     async def sender(self, conn: Connection, send: Send, since: int | None) -> None:
         """Replay, then drain the connection's queue until cancelled."""
@@ -59,9 +74,9 @@ class Session:
                     await nt.since(db, conn.user_id, since, last_seq) if since is not None else []
                 )
         for note in replay:
-            await self._send(send, note_frame(note), "notification")
+            await self._send(send, note_frame(note))
         conn.last_sent, conn.unread = last_seq, unread
-        await self._send(send, count_frame(unread), "unread_count")
+        await self._send(send, count_frame(unread))
         queue = conn.queue
         while True:
             kind, a, b = await queue.get()
@@ -70,24 +85,24 @@ class Session:
                     continue  # replayed already, or an old message re-read by the feed
                 if a > conn.last_sent + 1:
                     await self._fill_gap(conn, send, a)
-                await self._send(send, b, "notification")
+                await self._send_note(conn, send, a, b)
                 conn.last_sent = a
                 conn.unread += 1
             elif kind == COUNT:
                 # Notifications sent here after the counter was read are all still unread.
                 conn.unread = a + max(0, conn.last_sent - b)
             else:
-                await self._send(send, b, "control")
+                await self._send(send, b)
                 continue
             if queue.empty():  # one count per burst, not one per frame
-                await self._send(send, count_frame(conn.unread), "unread_count")
+                await self._send(send, count_frame(conn.unread))
 
     async def _fill_gap(self, conn: Connection, send: Send, upto: int) -> None:
         """The feed skipped something (e.g. it started late): take it from the database."""
         async with self._pool.acquire() as db:
             missing = await nt.since(db, conn.user_id, conn.last_sent, upto - 1)
         for note in missing:
-            await self._send(send, note_frame(note), "notification")
+            await self._send(send, note_frame(note))
             conn.last_sent = note.seq
             conn.unread += 0 if note.read else 1
 
@@ -95,6 +110,7 @@ class Session:
         """Client frames: read and ping; anything else gets an error frame."""
         while True:
             raw = await receive()
+            self._received.inc()
             reply = await self.handle(conn, raw)
             if reply is not None:
                 self._hub.offer(conn, (RAW, 0, reply))

@@ -6,10 +6,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
-from opentelemetry import trace
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from events.codec import decode
@@ -20,9 +20,10 @@ from events.producer import AsyncProducer
 from notify_ws.hub.feed import fetch
 from notify_ws.metrics import Metrics
 from notify_ws.settings import NotifySettings
-from notify_ws.tracing import current_traceparent, extract, tracer
 from notify_ws.worker.outbox import Publisher
 from notify_ws.worker.processor import TRANSIENT, Item, Processor
+from observability.messaging import consumer_span, event_attributes
+from observability.propagation import current_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -71,27 +72,39 @@ class Worker:
             await asyncio.to_thread(consumer.close)
 
     async def _handle(self, consumer: Any, msgs: Sequence[Message], stop: asyncio.Event) -> None:
-        good: list[Item] = []
-        bad: list[tuple[Message, str]] = []
-        offsets: dict[tuple[str, int], int] = {}
-        for msg in msgs:
-            if msg.error() is not None:
-                log.warning("consumer error: %s", msg.error())
-                continue
-            offsets[(msg.topic() or "", msg.partition() or 0)] = (msg.offset() or 0) + 1
-            try:
-                envelope = decode(msg.value())
-            except DecodeError as exc:
-                bad.append((msg, f"DecodeError: {exc}"))
-                continue
-            good.append(Item(envelope, _traceparent(msg), msg))
-        if not offsets:
-            return
-        span_parent = extract(_headers(msgs[0])) if len(msgs) == 1 else None
-        with tracer.start_as_current_span(
-            "notify.worker.batch", context=span_parent, kind=trace.SpanKind.CONSUMER,
-            attributes={"messaging.batch.message_count": len(msgs)},
-        ):  # fmt: skip
+        started = time.perf_counter()
+        # One CONSUMER span per message, parented by its producer (Kafka headers), all open
+        # while the batch is processed in one transaction. Each notification remembers the
+        # traceparent of its event's span, so notification.created continues that trace.
+        with ExitStack() as spans:
+            good: list[Item] = []
+            bad: list[tuple[Message, str]] = []
+            offsets: dict[tuple[str, int], int] = {}
+            types: list[tuple[str, str]] = []
+            for msg in msgs:
+                if msg.error() is not None:
+                    log.warning("consumer error: %s", msg.error())
+                    continue
+                topic, headers = msg.topic() or "", _headers(msg)
+                offsets[(topic, msg.partition() or 0)] = (msg.offset() or 0) + 1
+                span = spans.enter_context(consumer_span(
+                    topic, headers=headers, partition=msg.partition(), offset=msg.offset(),
+                    group=self._s.worker_group, key=msg.key(), event_type=_ce_type(headers),
+                ))  # fmt: skip
+                try:
+                    envelope = decode(msg.value())
+                except DecodeError as exc:
+                    bad.append((msg, f"DecodeError: {exc}"))
+                    types.append((topic, _ce_type(headers) or "unknown"))
+                    continue
+                span.set_attributes(event_attributes(
+                    event_id=envelope.id, event_type=envelope.type,
+                    source=envelope.source, subject=envelope.subject,
+                ))  # fmt: skip
+                types.append((topic, envelope.type))
+                good.append(Item(envelope, current_traceparent(), msg))
+            if not offsets:
+                return
             retrying = AsyncRetrying(
                 retry=retry_if_exception_type(TRANSIENT),
                 wait=wait_exponential_jitter(multiplier=0.2, max=5.0),
@@ -102,16 +115,16 @@ class Worker:
                     if stop.is_set() and attempt.retry_state.attempt_number > 1:
                         return  # shutting down mid-outage: no commit, redelivered later
                     result = await self._processor.process(good)
-        bad += [(ref, why) for ref, why in result.failed]
-        await self._dead_letters(bad)
-        self._metrics.events.labels("notified").inc(len(result.created))
-        self._metrics.events.labels("ignored").inc(result.ignored)
-        self._metrics.events.labels("dead_letter").inc(len(bad))
-        for note in result.created:
-            self._metrics.notifications.labels(note.kind).inc()
-        self._on_created()
-        await self._publisher.created(result.created)
-        await self._commit(consumer, offsets)
+            bad += [(ref, why) for ref, why in result.failed]
+            await self._dead_letters(bad)
+            seconds = time.perf_counter() - started
+            for topic, event_type in types:
+                self._metrics.messaging.event_consumed(topic, event_type, seconds)
+            for note in result.created:
+                self._metrics.notifications.labels(note.kind).inc()
+            self._on_created()
+            await self._publisher.created(result.created)
+            await self._commit(consumer, offsets)
 
     async def _dead_letters(self, bad: Sequence[tuple[Message, str]]) -> None:
         if not bad:
@@ -124,7 +137,8 @@ class Worker:
         for msg, why in bad:
             log.warning("dead-lettered %s[%s]@%s: %s", msg.topic(), msg.partition(),
                         msg.offset(), why)  # fmt: skip
-            self._metrics.dead_letters.labels(msg.topic() or "").inc()
+            reason = "decode" if why.startswith("DecodeError") else "processing"
+            self._metrics.messaging.dead_letter(msg.topic() or "", reason)
 
     async def _commit(self, consumer: Any, offsets: dict[tuple[str, int], int]) -> None:
         parts = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
@@ -143,9 +157,7 @@ class Worker:
             for tp in committed:
                 _, high = consumer.get_watermark_offsets(tp, timeout=2.0, cached=False)
                 lag = high - tp.offset if tp.offset >= 0 else high
-                self._metrics.consumer_lag.labels(
-                    self._s.worker_group, tp.topic, str(tp.partition)
-                ).set(max(lag, 0))
+                self._metrics.lag.set(self._s.worker_group, tp.topic, tp.partition, max(lag, 0))
         except KafkaException as exc:
             log.debug("lag not measured: %s", exc)
 
@@ -155,8 +167,8 @@ def _headers(msg: Message) -> list[tuple[str, Any]]:
     return list(raw.items()) if isinstance(raw, dict) else list(raw)
 
 
-def _traceparent(msg: Message) -> str | None:
-    for key, value in _headers(msg):
-        if key == "traceparent" and value:
+def _ce_type(headers: Sequence[tuple[str, Any]]) -> str | None:
+    for key, value in headers:
+        if key == "ce_type" and value:
             return value.decode() if isinstance(value, bytes) else str(value)
-    return current_traceparent()
+    return None

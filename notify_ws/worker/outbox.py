@@ -30,47 +30,71 @@ from notify_ws.db import deliveries as dl
 from notify_ws.db import notifications as nt
 from notify_ws.db.deliveries import Delivery
 from notify_ws.db.notifications import Notification
+from notify_ws.metrics import Metrics
+from observability.messaging import producer_span
+from observability.propagation import context_from_traceparent
 
 log = logging.getLogger(__name__)
 
 
 class Publisher:
     def __init__(
-        self, producer: AsyncProducer, topics: Topics, source: str, pool: Any, clock: Clock
+        self,
+        producer: AsyncProducer,
+        topics: Topics,
+        source: str,
+        pool: Any,
+        clock: Clock,
+        metrics: Metrics | None = None,
     ) -> None:
         self._producer, self._topics, self._source = producer, topics, source
         self._pool, self._clock = pool, clock
+        self._metrics = metrics or Metrics()
 
     def _send(
         self, payload: Payload, user_id: str, subject: str, traceparent: str | None
     ) -> asyncio.Future[Message]:
+        """Publish inside a PRODUCER span whose parent is `traceparent` (the span of the event
+        that caused the notification) or, without one, the current span; the span's own
+        context goes into the headers, so the hub's `websocket send` continues the trace."""
+        topic = self._topics.notifications
+        headers: list[tuple[str, bytes]] = [("ce_type", payload.event_type.encode())]
+        parent = context_from_traceparent(traceparent) if traceparent else None
         envelope = Envelope(
             data=payload, source=self._source, subject=subject, user_id=user_id,
             time=self._clock.now(), traceparent=traceparent,
         )  # fmt: skip
-        headers: list[tuple[str, bytes | str]] = [("ce_type", payload.event_type.encode())]
-        if traceparent:
-            headers.append(("traceparent", traceparent.encode()))
-        return self._producer.produce(
-            self._topics.notifications, encode(envelope), key=user_id.encode(), headers=headers
-        )
+        with producer_span(
+            topic, headers=headers, context=parent, key=user_id, event_id=envelope.id,
+            event_type=payload.event_type, source=self._source, subject=subject,
+        ):  # fmt: skip
+            return self._producer.produce(
+                topic, encode(envelope), key=user_id.encode(), headers=list(headers)
+            )
+
+    def _count(self, payloads: Sequence[Payload], results: Sequence[object]) -> None:
+        """Count acknowledged publishes and failed ones (results of gather(return_exceptions))."""
+        topic, messaging = self._topics.notifications, self._metrics.messaging
+        for payload, result in zip(payloads, results, strict=True):
+            if isinstance(result, Message):
+                messaging.event_produced(topic, payload.event_type)
+            else:
+                messaging.produce_failed(topic)
 
     async def created(self, notes: Sequence[Notification]) -> None:
         """Publish `notification.created` for each and mark the confirmed ones published."""
         if not notes:
             return
-        futures = [
-            self._send(
-                NotificationCreated(
-                    user_id=n.user_id, notification=NotificationBody(**n.body_json())
-                ),
-                n.user_id,
-                str(n.task_id or n.id),
-                n.traceparent,
-            )
+        payloads = [
+            NotificationCreated(user_id=n.user_id, notification=NotificationBody(**n.body_json()))
             for n in notes
         ]
+        futures = [
+            self._send(p, n.user_id, str(n.task_id or n.id), n.traceparent)
+            for p, n in zip(payloads, notes, strict=True)
+        ]
         results = await asyncio.gather(*futures, return_exceptions=True)
+        self._count(payloads, results)
         confirmed = [n.id for n, r in zip(notes, results, strict=True) if isinstance(r, Message)]
         if len(confirmed) < len(notes):
             log.warning("%d notification.created not confirmed; the sweep will retry",
@@ -96,11 +120,16 @@ class Publisher:
                     failed_at=at,
                 ))  # fmt: skip
         try:
-            await asyncio.gather(
-                *(self._send(p, delivery.user_id, str(delivery.covers[0]), None) for p in payloads)
+            results = await asyncio.gather(
+                *(self._send(p, delivery.user_id, str(delivery.covers[0]), None) for p in payloads),
+                return_exceptions=True,
             )
         except Exception as exc:  # noqa: BLE001 - the sweep retries; the row says unreported
             log.warning("delivery outcome %s not published: %s", delivery.id, exc)
+            return
+        self._count(payloads, results)
+        if failed := next((r for r in results if not isinstance(r, Message)), None):
+            log.warning("delivery outcome %s not published: %s", delivery.id, failed)
             return
         async with self._pool.acquire() as conn:
             await dl.mark_reported(conn, delivery.id)

@@ -59,7 +59,7 @@ async def test_smtp_down_retries_opens_breaker_then_recovers_and_delivers(
         await kafka.produce(task_created("hana", "Pay rent"), "hana")
 
         async def breaker_open() -> bool:
-            return svc.metric("notify_breaker_state", breaker="email") == 1
+            return svc.metric("taskflow_channel_breaker_state", channel="email") == 2  # open
 
         await eventually(breaker_open)
         # In-app did not wait for email.
@@ -74,11 +74,13 @@ async def test_smtp_down_retries_opens_breaker_then_recovers_and_delivers(
         await eventually(mailed, timeout=20)
         mail = smtp.messages[0]
         assert mail["To"] == "hana@example.test" and mail["Subject"] == "New task: Pay rent"
-        assert svc.metric("notify_breaker_state", breaker="email") == 0
+        assert svc.metric("taskflow_channel_breaker_state", channel="email") == 0
         msgs = await kafka.read_async(kafka_settings.topics.notifications, 2)
         (done,) = outcomes(kafka, msgs)
         assert isinstance(done, NotificationDelivered) and done.channel == "email"
-        assert (svc.metric("notify_deliveries_total", channel="email", outcome="delivered")) == 1
+        assert (
+            svc.metric("taskflow_channel_deliveries_total", channel="email", outcome="delivered")
+        ) == 1
 
 
 async def test_webhook_500s_retry_then_notification_failed(

@@ -72,6 +72,13 @@ async def test_event_reaches_inbox_and_websocket_of_its_user_only(
             assert orjson.loads(await bob.recv()) == {"type": "pong"}  # still nothing else
 
         async def delivered() -> bool:
-            return (svc.metric("notify_ws_frames_sent_total", type="notification") or 0) >= 2
+            created = svc.metric(
+                "taskflow_events_produced_total",
+                topic=kafka_settings.topics.notifications,
+                type="notification.created",
+            )
+            # Two notification frames and at least two unread counts went out.
+            sent = svc.metric("taskflow_websocket_frames_total", direction="sent")
+            return (created or 0) >= 2 and (sent or 0) >= 4
 
         await eventually(delivered)

@@ -95,7 +95,12 @@ async def test_inbox_paging_read_marks_preferences_and_probes(
         # Probes, metrics, OpenAPI
         assert (await http.get("/readyz")).status_code == 200
         metrics = (await http.get("/metrics")).text
-        for name in ("notify_ws_connections", "notify_consumer_lag", "notify_ws_frames_sent"):
+        for name in (
+            "taskflow_websocket_connections",
+            "taskflow_consumer_lag_messages",
+            "taskflow_websocket_frames_total",
+            "taskflow_channel_deliveries_total",
+        ):
             assert name in metrics
         spec = (await http.get("/openapi.json")).json()
         assert "/api/v1/preferences" in spec["paths"]

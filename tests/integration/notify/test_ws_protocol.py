@@ -140,10 +140,14 @@ async def test_slow_client_is_closed_with_1013(
                         frame = await next_frame(fast, "notification", timeout=20)
                         seen += 1
                         assert frame["notification"]["seq"] == seen
-                    if svc.metric("notify_ws_slow_client_disconnects_total"):
+                    if svc.metric(
+                        "taskflow_websocket_dropped_connections_total", reason="slow_client"
+                    ):
                         break
             frames, code = await asyncio.to_thread(read_close_code, sock)
             assert code == 1013, (frames, seen)
         finally:
             sock.close()
-        assert (svc.metric("notify_ws_slow_client_disconnects_total") or 0) >= 1
+        assert (
+            svc.metric("taskflow_websocket_dropped_connections_total", reason="slow_client") or 0
+        ) >= 1
