@@ -12,6 +12,7 @@ from events.web.probes import probes_blueprint
 from events.web.problems import install_problem_handlers
 from notify_ws.clock import Clock, SystemClock
 from notify_ws.context import NotifyContext
+from notify_ws.http.console import console
 from notify_ws.http.routes import api
 from notify_ws.http.ws import ws
 from notify_ws.hub.hub import Hub
@@ -65,6 +66,7 @@ def create_app(
     )
     app.register_blueprint(api)
     app.register_blueprint(ws)
+    app.register_blueprint(console)
     if instrument:
         from observability.quart import DEFAULT_EXCLUDED_URLS, instrument_app
         from observability.tracing import setup_tracing

@@ -20,6 +20,7 @@ from observability.db import instrument_asyncpg
 from observability.quart import instrument_app
 from observability.tracing import setup_tracing
 from task_api.context import Clock, TaskContext, utc_now
+from task_api.http.cors import install_cors
 from task_api.http.routes import tasks
 from task_api.metrics import TaskMetrics
 from task_api.relay import RELAY_PRODUCER, OutboxRelay
@@ -55,6 +56,7 @@ def create_app(
         security=[{"bearer": []}],
     )
     install_problem_handlers(app)
+    install_cors(app, settings.cors_origins)
     registry = CollectorRegistry()
     metrics = TaskMetrics.create(registry)
     relay = OutboxRelay(

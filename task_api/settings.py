@@ -27,6 +27,8 @@ class TaskApiSettings(BaseSettings):
     db_pool_size: int = 20
     source: str = "/taskflow/task-service"
     max_body_bytes: int = MIB
+    # Origins a browser may call the API from (JSON list): the console on port 8002.
+    cors_origins: list[str] = ["http://127.0.0.1:8002", "http://localhost:8002"]
     # The relay runs inside the API process unless it is deployed on its own.
     run_relay: bool = True
     relay_batch_size: int = 500

@@ -1,0 +1,1 @@
+"""Static files of the developer console (a package so the wheel ships them)."""
