@@ -84,10 +84,14 @@ def create_app(
     async def database_ready() -> None:
         await connections.get("default").execute_query("SELECT 1")
 
-    admin = AdminClient(kafka.admin())
+    # Made on the first probe and dropped at shutdown (an AdminClient has no close; a live
+    # one keeps reconnecting, and logging, after its broker is gone).
+    admin: list[AdminClient] = []
 
     async def broker_ready() -> None:
-        await asyncio.to_thread(admin.list_topics, None, 2.0)
+        if not admin:
+            admin.append(AdminClient(kafka.admin()))
+        await asyncio.to_thread(admin[0].list_topics, None, 2.0)
 
     app.register_blueprint(
         probes_blueprint({"database": database_ready, "kafka": broker_ready}, registry)
@@ -110,6 +114,7 @@ def create_app(
         if relay_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await relay_task
+        admin.clear()
         await Tortoise.close_connections()
 
     return app
