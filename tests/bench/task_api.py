@@ -21,7 +21,9 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import httpx
@@ -166,16 +168,16 @@ async def _publish_lag(database_url: str) -> dict[str, float]:
         await conn.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--warmup", type=float, default=3)
-    parser.add_argument("--workers", type=int, default=1, help="Hypercorn worker processes")
-    parser.add_argument("--loader", choices=["auto", "wrk", "httpx"], default="auto")
-    args = parser.parse_args()
-    use_wrk = args.loader == "wrk" or (args.loader == "auto" and shutil.which("wrk"))
-
+def run_once(
+    clients: int,
+    seconds: float,
+    warmup: float,
+    workers: int = 1,
+    use_wrk: bool = True,
+    extra_env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """One measured run on a fresh database and broker; `extra_env` goes to the server
+    only (e.g. OTEL_* settings), not to this process."""
     from task_api.cli import migrate
 
     with (
@@ -189,23 +191,24 @@ def main() -> None:
             "TASKFLOW_KAFKA_BOOTSTRAP": kafka.bootstrap,
             "TASKFLOW_JWT_SECRET": SECRET,
             "TASKFLOW_LOG_LEVEL": "WARNING",
-            "TASKFLOW_TASK_API_WORKERS": str(args.workers),
+            "TASKFLOW_TASK_API_WORKERS": str(workers),
         }
-        os.environ.update(env)
+        os.environ.update(env)  # `migrate` below reads the same settings
         asyncio.run(migrate())
         url = f"http://127.0.0.1:{port}"
         with service_process(
-            ["serve", "task-api", "--port", str(port)], env, f"{url}/readyz"
+            ["serve", "task-api", "--port", str(port)],
+            {**env, **(extra_env or {})},
+            f"{url}/readyz",
         ) as server:
             server_processes = [psutil.Process(server.pid), *psutil.Process(server.pid).children()]
             cpu_before = sum(sum(p.cpu_times()[:2]) for p in server_processes)
             if use_wrk:
-                load = _wrk_load(url, args.clients, args.seconds, args.warmup)
+                load = _wrk_load(url, clients, seconds, warmup)
             else:
                 queue: multiprocessing.Queue[dict[str, float]] = multiprocessing.Queue()
                 loader = multiprocessing.Process(
-                    target=_load_process,
-                    args=(url, args.clients, args.seconds, args.warmup, queue),
+                    target=_load_process, args=(url, clients, seconds, warmup, queue)
                 )
                 loader.start()
                 load = queue.get()
@@ -214,19 +217,37 @@ def main() -> None:
             # Wait for the outbox to drain while the server (and its relay) still runs.
             lag = asyncio.run(_publish_lag(db_url))
             cpu_ms = (sum(sum(p.cpu_times()[:2]) for p in server_processes) - cpu_before) * 1000
-        # CPU per create is steadier than wall-clock rates on a busy machine. Every create
-        # (warm-up included) published exactly one event, so divide by events published.
-        load["server_cpu_ms_per_create"] = cpu_ms / max(lag["events_published"], 1)
+    # CPU per create is steadier than wall-clock rates on a busy machine. Every create
+    # (warm-up included) published exactly one event, so divide by events published.
+    return {
+        **load,
+        **lag,
+        "server_cpu_ms_per_create": cpu_ms / max(lag["events_published"], 1),
+        "server_rss_mib": rss_mib,
+        "loader": "wrk" if use_wrk else "httpx",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--warmup", type=float, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="Hypercorn worker processes")
+    parser.add_argument("--loader", choices=["auto", "wrk", "httpx"], default="auto")
+    args = parser.parse_args()
+    use_wrk = args.loader == "wrk" or (args.loader == "auto" and shutil.which("wrk") is not None)
+    result = run_once(args.clients, args.seconds, args.warmup, args.workers, use_wrk)
+    loader = result.pop("loader")
     print(
         json.dumps(
             {
                 "bench": "task_api",
                 "clients": args.clients,
                 "workers": args.workers,
-                "loader": "wrk" if use_wrk else "httpx",
+                "loader": loader,
                 "seconds": args.seconds,
-                **{k: round(v, 2) for k, v in {**load, **lag}.items()},
-                "server_rss_mib": round(rss_mib, 1),
+                **{k: round(v, 2) for k, v in result.items()},
                 "machine": f"{platform.machine()} {os.cpu_count()} cores, "
                 f"Python {platform.python_version()}",
             }

@@ -15,9 +15,7 @@ latency and server CPU per created task for both, and the ratios (target: <= 15 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import multiprocessing
 import os
 import shutil
 import statistics
@@ -25,62 +23,17 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-import psutil
-
-from deploy.broker import free_port
-from tests.bench._harness import local_broker, postgres_admin_url, scratch_database, service_process
-from tests.bench.task_api import SECRET, _load_process, _publish_lag, _wrk_load
+from tests.bench.task_api import run_once
 from tests.integration.observability.otlp_receiver import Receiver, serve_http
 
 KEEP = ("creates_per_s", "server_cpu_ms_per_create", "p50_ms", "p99_ms", "errors",
         "lag_p50_ms", "lag_p99_ms")  # fmt: skip
 
 
-def _cpu(processes: list[psutil.Process]) -> float:
-    return sum(sum(p.cpu_times()[:2]) for p in processes)
-
-
 def _run(clients: int, seconds: float, warmup: float, otel: Mapping[str, str]) -> dict[str, Any]:
-    """One measured run on a fresh database and broker."""
-    from task_api.cli import migrate
-
-    use_wrk = shutil.which("wrk") is not None
-    with (
-        postgres_admin_url() as admin_url,
-        scratch_database(admin_url, "tasks") as db_url,
-        local_broker() as (_, kafka),
-    ):
-        port = free_port()
-        env = {
-            "TASKFLOW_TASK_API_DATABASE_URL": db_url,
-            "TASKFLOW_KAFKA_BOOTSTRAP": kafka.bootstrap,
-            "TASKFLOW_JWT_SECRET": SECRET,
-            "TASKFLOW_LOG_LEVEL": "WARNING",
-            **otel,
-        }
-        os.environ.update({k: v for k, v in env.items() if k.startswith("TASKFLOW_")})
-        asyncio.run(migrate())
-        url = f"http://127.0.0.1:{port}"
-        with service_process(
-            ["serve", "task-api", "--port", str(port)], env, f"{url}/readyz"
-        ) as srv:
-            server = [psutil.Process(srv.pid), *psutil.Process(srv.pid).children()]
-            before = _cpu(server)
-            if use_wrk:
-                load = _wrk_load(url, clients, seconds, warmup)
-            else:
-                queue: multiprocessing.Queue[dict[str, float]] = multiprocessing.Queue()
-                loader = multiprocessing.Process(
-                    target=_load_process, args=(url, clients, seconds, warmup, queue)
-                )
-                loader.start()
-                load = queue.get()
-                loader.join()
-            lag = asyncio.run(_publish_lag(db_url))  # waits for the relay to drain
-            cpu_ms = (_cpu(server) - before) * 1000
-    # Every create (warm-up included) published one event: CPU per create.
-    return {**load, **lag, "server_cpu_ms_per_create": cpu_ms / max(lag["events_published"], 1),
-            "loader": "wrk" if use_wrk else "httpx"}  # fmt: skip
+    """One measured run of the task_api bench with these OTEL_* settings on the server."""
+    return run_once(clients, seconds, warmup, use_wrk=shutil.which("wrk") is not None,
+                    extra_env=otel)  # fmt: skip
 
 
 def main() -> None:
