@@ -39,6 +39,7 @@ from audit_store.db.migrate import migrate  # noqa: E402
 from deploy.broker import ensure_topics, start_broker  # noqa: E402
 from deploy.database import drop_database, ensure_database, server_url, start_embedded  # noqa: E402
 from events.kafka import KafkaSettings  # noqa: E402
+from tests.integration.audit.support import init_recovery, start_flow  # noqa: E402
 
 
 def cpu_pressure() -> float | None:
@@ -191,29 +192,8 @@ def env_for(kafka: KafkaSettings, url: str) -> dict[str, str]:
 
 def run_bytewax(kafka: KafkaSettings, url: str, n: int, workers: int, tmp: Path) -> dict[str, Any]:
     recovery = tmp / f"recovery-w{workers}"
-    recovery.mkdir()
-    subprocess.run(
-        [sys.executable, "-m", "bytewax.recovery", str(recovery), "1"], check=True, cwd=ROOT
-    )
-    proc = subprocess.Popen(  # noqa: S603
-        [
-            sys.executable,
-            "-m",
-            "bytewax.run",
-            "pipelines.audit:flow",
-            "-r",
-            str(recovery),
-            "-s",
-            "1",
-            "-b",
-            "0",
-            "-w",
-            str(workers),
-        ],
-        env=env_for(kafka, url),
-        cwd=ROOT,
-        start_new_session=True,
-    )
+    init_recovery(recovery)
+    proc = start_flow(env_for(kafka, url), recovery, workers=workers)
     try:
         return measure(url, n, [proc], f"bytewax -w {workers}")
     finally:
