@@ -80,18 +80,29 @@ def start_broker(
     log_file: Path | None = None,
     ready_timeout: float = 20.0,
     die_with_parent: bool = False,
+    advertised_port: int | None = None,
 ) -> LocalBroker:
     """Start Tansu on 127.0.0.1 and wait until it answers metadata requests.
 
     With `die_with_parent` (Linux), a crashed or killed caller never leaves a broker behind
     (tests use it). Linux ties this to the calling *thread*: call it from a long-lived one.
+    `advertised_port` sends clients elsewhere after bootstrap (to a TLS proxy in front of
+    it, in tests).
     """
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
     with open(log_file or os.devnull, "ab") as out:
         # The child keeps its own copy of the descriptor; ours closes on leaving.
         process = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                advertised,
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

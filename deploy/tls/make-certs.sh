@@ -1,6 +1,7 @@
 #!/bin/sh
-# A throwaway CA and a broker certificate for deploy/compose.security.yaml (development only;
-# production certificates come from your PKI or, on Kubernetes, from Strimzi's cluster CA).
+# A throwaway CA, a broker certificate and a SCRAM password file for
+# deploy/compose.security.yaml (development only; production certificates come from your PKI
+# or, on Kubernetes, from Strimzi's cluster CA, and passwords from your secret store).
 set -eu
 cd "$(dirname "$0")"
 openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=taskflow-dev-ca" \
@@ -12,4 +13,11 @@ openssl x509 -req -in kafka.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3
 cat kafka.key kafka.crt > kafka.pem
 rm -f kafka.csr kafka.ext ca.srl
 chmod 0644 ca.crt kafka.pem
-echo "wrote $(pwd)/ca.crt and $(pwd)/kafka.pem"
+# The SCRAM password, as a compose secret file (kept if it exists: the broker has it).
+# Readable by the containers' users (uid 10001, the Kafka image's appuser): compose mounts
+# file secrets as they are on the host.
+mkdir -p ../secrets
+if [ ! -s ../secrets/kafka-scram-password ]; then
+  (umask 022 && openssl rand -base64 33 | tr -d '\n' > ../secrets/kafka-scram-password)
+fi
+echo "wrote $(pwd)/ca.crt, $(pwd)/kafka.pem and $(cd ../secrets && pwd)/kafka-scram-password"
