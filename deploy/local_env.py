@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -63,6 +63,12 @@ class UpSettings(BaseSettings):
     stop_timeout: float = 15.0
     # Run only some components (comma-separated names), e.g. while a service is unfinished.
     components: str = ",".join(COMPONENTS)
+    # Run the outbox relay (`taskflow relay`), the notification worker and the WebSocket hub
+    # as processes of their own, as a deployment scales them, so each can fail (or be
+    # killed, as the chaos suite does) alone. Off: one process per service.
+    split_processes: bool = False
+    # The notification worker's own HTTP port (probes, metrics) when split.
+    notify_worker_port: int = 8005
 
     def selected(self) -> tuple[str, ...]:
         names = tuple(n.strip() for n in self.components.split(",") if n.strip())
@@ -189,16 +195,64 @@ def _service_spec(
     )
 
 
+def _split_notify(
+    service: Service, env: Mapping[str, str], full_env: Mapping[str, str], worker_port: int
+) -> list[ChildSpec]:
+    """The notification service as a worker process (with the channel dispatcher) and a
+    hub process (WebSocket and REST on the service's port)."""
+    hub = _service_spec(service, env, full_env)
+    hub_env = {
+        **env,
+        "TASKFLOW_NOTIFY_RUN_WORKER": "false",
+        "TASKFLOW_NOTIFY_RUN_DISPATCHER": "false",
+    }
+    worker_url = f"http://127.0.0.1:{worker_port}"
+    worker = ChildSpec(
+        "notify-worker",
+        [*hub.argv[:-1], str(worker_port)],
+        {**env, "TASKFLOW_NOTIFY_RUN_HUB": "false"},
+        ready_url=f"{worker_url}/readyz",
+        where=worker_url,
+        stage=hub.stage,
+    )
+    return [worker, replace(hub, name="notify-hub", env=hub_env)]
+
+
+def _split_task_api(spec: ChildSpec, env: Mapping[str, str]) -> list[ChildSpec]:
+    """The task API without its in-process relay, and `taskflow relay` beside it. The relay
+    is its own stage, started before the API and so stopped after it: it publishes what the
+    API wrote last."""
+    relay = ChildSpec(
+        "relay",
+        [sys.executable, "-m", "deploy.cli", "relay"],
+        env,
+        where="outbox relay (LISTEN taskflow_outbox)",
+        stage="relay",
+    )
+    return [relay, replace(spec, env={**env, "TASKFLOW_TASK_API_RUN_RELAY": "false"})]
+
+
 def child_specs(
-    selected: Sequence[str], layout: Layout, env: Mapping[str, str], full_env: Mapping[str, str]
+    selected: Sequence[str],
+    layout: Layout,
+    env: Mapping[str, str],
+    full_env: Mapping[str, str],
+    *,
+    split_worker_port: int | None = None,
 ) -> list[ChildSpec]:
     """Consumers first, the task service (the producer) last, so that stopping in reverse
-    stops the producer first: its relay flushes the outbox while the consumers still run."""
-    specs = [
-        _service_spec(s, env, full_env)
-        for s in SERVICES
-        if s.name in selected and s.name != PRODUCER
-    ]
+    stops the producer first: its relay flushes the outbox while the consumers still run.
+
+    With `split_worker_port`, the relay, the notification worker (on that port) and the
+    hub run as processes of their own (`TASKFLOW_UP_SPLIT_PROCESSES`)."""
+    specs: list[ChildSpec] = []
+    for s in SERVICES:
+        if s.name not in selected or s.name == PRODUCER:
+            continue
+        if s.name == "notify" and split_worker_port is not None:
+            specs += _split_notify(s, env, full_env, split_worker_port)
+        else:
+            specs.append(_service_spec(s, env, full_env))
     for flow in DATAFLOWS:
         if flow.name in selected:
             recovery = layout.recovery(flow)
@@ -212,11 +266,10 @@ def child_specs(
                     stage="dataflows",
                 )
             )
-    specs += [
-        _service_spec(s, env, full_env)
-        for s in SERVICES
-        if s.name == PRODUCER and s.name in selected
-    ]
+    for s in SERVICES:
+        if s.name == PRODUCER and s.name in selected:
+            spec = _service_spec(s, env, full_env)
+            specs += [spec] if split_worker_port is None else _split_task_api(spec, env)
     return specs
 
 

@@ -11,7 +11,6 @@ import threading
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSink
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
@@ -20,6 +19,7 @@ from prometheus_client import start_http_server
 from events.kafka import KafkaSettings
 from events.topics import Topics
 from observability.tracing import setup_tracing
+from pipelines.kafka_sink import DeliveredKafkaSink
 from pipelines.reminders_io import (
     DeadLetter,
     PacedKafkaSource,
@@ -154,9 +154,7 @@ def flow_from_env() -> Dataflow:
         raise_on_errors=False,
     )
     # linger 0: the sink flushes every batch anyway (it must, for at-least-once).
-    producer = kafka.producer(**{"linger.ms": 0})
-    producer.pop("bootstrap.servers")
-    sink = KafkaSink(brokers, None, add_config=producer)
+    sink = DeliveredKafkaSink(kafka.producer(**{"linger.ms": 0}))
     store = ReadModelSink(settings.database_url, settings.log_retention, _process_setup)
     return build_flow(source, sink, store, topics=kafka.topics, settings=settings)
 

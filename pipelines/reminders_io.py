@@ -151,8 +151,18 @@ def delivery_log(delivery: Delivery) -> list[LogEntry]:
     return rows
 
 
+# A PostgreSQL restart or a killed backend (CannotConnectNow, AdminShutdown, a closed
+# connection) is waited out, not turned into a flow crash: a restart of the flow is far
+# costlier (and replays its last epoch).
+TRANSIENT_DB_ERRORS = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
 _transient = retry(
-    retry=retry_if_exception_type((OSError, asyncpg.PostgresConnectionError, asyncio.TimeoutError)),
+    retry=retry_if_exception_type(TRANSIENT_DB_ERRORS),
     stop=stop_after_attempt(5),
     wait=wait_exponential(multiplier=0.2, max=5),
     reraise=True,
