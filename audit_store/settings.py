@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from events.secrets import SecretFilesMixin
+
 DEFAULT_DIGEST_KEY = "taskflow-local-audit-digest-key-change-me"  # noqa: S105 - refused outside local
 
 # Days to keep per event type ("x." is a prefix); types not listed use `retention_default_days`.
@@ -21,7 +23,7 @@ DEFAULT_RETENTION = {
 }
 
 
-class AuditSettings(BaseSettings):
+class AuditSettings(SecretFilesMixin, BaseSettings):
     """`TASKFLOW_AUDIT_*` environment variables (plus `TASKFLOW_ENV`)."""
 
     model_config = SettingsConfigDict(
@@ -31,7 +33,8 @@ class AuditSettings(BaseSettings):
     env: Literal["local", "production"] = Field(
         "local", validation_alias=AliasChoices("TASKFLOW_ENV", "TASKFLOW_AUDIT_ENV")
     )
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/taskflow_audit"
+    # May carry a password: kept out of repr(), and settable as ..._DATABASE_URL_FILE.
+    database_url: str = Field("postgresql://postgres@127.0.0.1:5432/taskflow_audit", repr=False)
     host: str = "127.0.0.1"
     port: int = 8003
     pool_size: int = 5
@@ -59,6 +62,10 @@ class AuditSettings(BaseSettings):
     # write span links to the producers.
     flow_message_spans: bool = True
     flow_batch_size: int = 1000
+    # The flow has a consumer per partition (Bytewax), each fetching every this many ms
+    # even when idle (Tansu answers a fetch only at its timeout): the audit is not on the
+    # user's path, so a longer wait saves the broker's CPU (see tests/bench/e2e.py).
+    flow_fetch_wait_ms: int = 250
     flow_tail: bool = True
     flow_name: str = "audit"
 

@@ -7,17 +7,19 @@ from datetime import timedelta
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from events.secrets import SecretFilesMixin
 from reminders.domain.catchup import CatchUpPolicy
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/taskflow_reminders"
 
 
-class ReminderSettings(BaseSettings):
+class ReminderSettings(SecretFilesMixin, BaseSettings):
     """Read API, read model and dataflow settings; durations are ISO 8601 or seconds."""
 
     model_config = SettingsConfigDict(env_prefix="TASKFLOW_REMINDERS_", extra="ignore")
 
-    database_url: str = DEFAULT_DATABASE_URL
+    # May carry a password: kept out of repr(), and settable as ..._DATABASE_URL_FILE.
+    database_url: str = Field(DEFAULT_DATABASE_URL, repr=False)
     host: str = "127.0.0.1"
     port: int = 8004
     # The dataflow serves Prometheus metrics on its own port (0: none).
@@ -35,8 +37,11 @@ class ReminderSettings(BaseSettings):
     remind_at_due: bool = True
     # A task with nothing armed is forgotten after this long (bounds dataflow memory).
     idle_state_ttl: timedelta = timedelta(days=1)
-    # Dataflow Kafka tuning: low fetch wait for timely events on Tansu (tech-notes.md).
-    fetch_wait_max_ms: int = 10
+    # Dataflow Kafka tuning. The source has a consumer per partition, each fetching every
+    # this many ms even when idle (Tansu answers a fetch only at its timeout): at 10 ms the
+    # six of them cost the local broker ~0.1 core doing nothing. Timers do not wait on it:
+    # only a task changed less than this before its reminder is due can fire late.
+    fetch_wait_max_ms: int = 100
     source_batch_size: int = 1000
     source_prefetch_kib: int = 4096  # per partition consumer
     # The source polls at most this often (while not catching up), so task events reach
