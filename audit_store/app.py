@@ -17,6 +17,8 @@ from audit_store.services import AuditServices
 from audit_store.settings import AuditSettings
 from events.kafka import KafkaSettings
 from events.web.auth import AuthSettings
+from events.web.hardening import WebSecuritySettings, install_hardening
+from events.web.openapi import ProblemOpenAPIProvider
 from events.web.probes import probes_blueprint
 from events.web.problems import install_problem_handlers
 from observability.quart import instrument_app
@@ -31,14 +33,21 @@ def create_app(
     kafka: KafkaSettings | None = None,
     clock: Clock = utc_now,
     background: bool = True,
+    security: WebSecuritySettings | None = None,
 ) -> Quart:
     """Build the app; clients connect in `before_serving`, never at import or here."""
     settings = settings or AuditSettings()
     auth = auth or AuthSettings()
     app = Quart("audit_store")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
-    QuartSchema(app, info={"title": "TaskFlow audit service", "version": "1"})
+    QuartSchema(
+        app,
+        info={"title": "TaskFlow audit service", "version": "1"},
+        openapi_provider_class=ProblemOpenAPIProvider,
+    )
     install_problem_handlers(app)
+    tokens = auth.verifier()
+    install_hardening(app, security or WebSecuritySettings(), tokens)
     registry = CollectorRegistry()
     instrument_app(app, SERVICE_NAME, registry)
     metrics = AuditMetrics(registry)
@@ -67,7 +76,7 @@ def create_app(
             signer=Signer.from_settings(settings),
             metrics=metrics,
             clock=clock,
-            jwt_secret=auth.jwt_secret.get_secret_value(),
+            tokens=tokens,
             watermarks=WatermarkReader(kafka.common()) if kafka is not None else None,
         )
         state["services"] = services

@@ -17,6 +17,7 @@ from audit_store.ports import Clock
 from audit_store.retention import purge
 from audit_store.settings import AuditSettings
 from audit_store.verify import verify
+from events.web.auth import TokenVerifier
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ class AuditServices:
     signer: Signer
     metrics: AuditMetrics
     clock: Clock
-    jwt_secret: str
+    tokens: TokenVerifier
     watermarks: WatermarkReader | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 

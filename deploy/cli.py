@@ -14,6 +14,9 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
 SERVICES = {
     "task-api": "task_api.cli",
     "notify": "notify_ws.cli",
@@ -119,6 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
+    except (ValidationError, SettingsError) as exc:
+        # Settings are read before anything starts: say what is wrong, without a traceback
+        # (pydantic-settings keeps the values, secrets included, out of the message).
+        print(f"taskflow: invalid configuration, nothing was started:\n{exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

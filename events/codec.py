@@ -123,6 +123,10 @@ def from_dict(doc: dict[str, Any]) -> Envelope[Payload]:
         raise DecodeError(f"invalid {doc['type']} event: {exc}") from None
     if time.tzinfo is None:
         raise DecodeError("time must carry a UTC offset")
+    try:
+        time.astimezone(UTC)  # consumers store and compare it in UTC
+    except OverflowError:
+        raise DecodeError(f"time {doc['time']!r} is out of range in UTC") from None
     return Envelope(
         data=payload,
         source=doc["source"],

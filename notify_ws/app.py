@@ -8,11 +8,13 @@ from collections.abc import Callable
 from quart import Quart
 from quart_schema import QuartSchema
 
+from events.web.hardening import install_hardening
+from events.web.openapi import ProblemOpenAPIProvider
 from events.web.probes import probes_blueprint
 from events.web.problems import install_problem_handlers
 from notify_ws.clock import Clock, SystemClock
 from notify_ws.context import NotifyContext
-from notify_ws.http.console import console
+from notify_ws.http.console import CONSOLE_CSP, console
 from notify_ws.http.routes import api
 from notify_ws.http.ws import ws
 from notify_ws.hub.hub import Hub
@@ -39,6 +41,7 @@ def create_app(
         metrics=metrics,
         hub=Hub(metrics),
         jwt_secret=config.auth.jwt_secret.get_secret_value(),
+        tokens=config.auth.verifier(),
     )
     service = Service(ctx, channels, monotonic)
 
@@ -50,8 +53,10 @@ def create_app(
         info={"title": "TaskFlow notification service", "version": "1.0.0"},
         security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}},
         security=[{"bearer": []}],
+        openapi_provider_class=ProblemOpenAPIProvider,
     )
     install_problem_handlers(app)
+    install_hardening(app, config.security, ctx.tokens, page_csp={"/console": CONSOLE_CSP})
     app.extensions["notify_ws"] = ctx
     app.extensions["notify_ws.service"] = service
     app.register_blueprint(

@@ -21,7 +21,9 @@ class _NoDeflate(PerMessageDeflate):
         return None
 
 
-def hypercorn_config(settings: NotifySettings, host: str, port: int) -> HypercornConfig:
+def hypercorn_config(
+    settings: NotifySettings, host: str, port: int, max_message_bytes: int = 64 * 1024
+) -> HypercornConfig:
     if not settings.ws_compression:
         ws_stream.PerMessageDeflate = _NoDeflate  # type: ignore[attr-defined]
     config = HypercornConfig()
@@ -30,6 +32,8 @@ def hypercorn_config(settings: NotifySettings, host: str, port: int) -> Hypercor
     config.graceful_timeout = 5.0
     # Reconnect storms (a hub restart) arrive as thousands of handshakes at once.
     config.backlog = 4096
+    # Hypercorn buffers a message up to this size, then closes with 1009 (16 MiB default).
+    config.websocket_max_message_size = max_message_bytes
     if settings.ws_ping_interval is not None:
         config.websocket_ping_interval = settings.ws_ping_interval.total_seconds()
     return config
@@ -60,7 +64,7 @@ async def run(config: Config, host: str, port: int) -> None:
 
     await hypercorn_serve(
         app,
-        hypercorn_config(config.notify, host, port),
+        hypercorn_config(config.notify, host, port, config.security.ws_max_message_bytes),
         shutdown_trigger=shutdown_trigger,
     )
     if failed.is_set():

@@ -7,6 +7,7 @@ from typing import Any
 
 from quart import current_app
 
+from events.web.auth import TokenVerifier
 from notify_ws.clock import Clock
 from notify_ws.hub.hub import Hub
 from notify_ws.hub.session import Session
@@ -21,6 +22,7 @@ class NotifyContext:
     metrics: Metrics
     hub: Hub
     jwt_secret: str
+    tokens: TokenVerifier
     # Opened in before_serving; None until then.
     pool: Any = None
     session: Session = field(init=False)

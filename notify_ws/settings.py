@@ -6,23 +6,26 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.kafka import KafkaSettings
+from events.secrets import SecretFilesMixin
 from events.web.auth import AuthSettings
+from events.web.hardening import WebSecuritySettings
 
 DEFAULT_WEBHOOK_SECRET = "taskflow-local-webhook-secret-change-me"  # noqa: S105 - local only
 WORKER_GROUP = "notify-worker"
 
 
-class NotifySettings(BaseSettings):
+class NotifySettings(SecretFilesMixin, BaseSettings):
     """Everything under `TASKFLOW_NOTIFY_`; durations accept ISO 8601 or seconds."""
 
     model_config = SettingsConfigDict(env_prefix="TASKFLOW_NOTIFY_", extra="ignore")
 
     env: Literal["local", "production"] = "local"
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/taskflow_notify"
+    # May carry a password: kept out of repr(), and settable as ..._DATABASE_URL_FILE.
+    database_url: str = Field("postgresql://postgres@127.0.0.1:5432/taskflow_notify", repr=False)
     host: str = "127.0.0.1"
     port: int = 8002
     db_pool_size: int = 10
@@ -96,3 +99,4 @@ class Config:
     notify: NotifySettings = field(default_factory=NotifySettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    security: WebSecuritySettings = field(default_factory=WebSecuritySettings)

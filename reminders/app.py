@@ -13,7 +13,9 @@ from quart import Quart, request
 from quart_schema import QuartSchema
 
 from events.kafka import KafkaSettings
-from events.web.auth import AuthSettings
+from events.web.auth import AuthSettings, TokenVerifier
+from events.web.hardening import WebSecuritySettings, install_hardening
+from events.web.openapi import ProblemOpenAPIProvider
 from events.web.probes import probes_blueprint
 from events.web.problems import install_problem_handlers
 from reminders.db import store
@@ -30,7 +32,7 @@ class ServiceContext:
     """What handlers reach through `current_app.extensions["reminders"]`."""
 
     settings: ReminderSettings
-    jwt_secret: str
+    tokens: TokenVerifier
     clock: Clock
     kafka: KafkaSettings
     collector: ReadModelCollector = field(default_factory=ReadModelCollector)
@@ -44,21 +46,27 @@ def create_app(
     auth: AuthSettings | None = None,
     kafka: KafkaSettings | None = None,
     clock: Clock = system_clock,
+    security: WebSecuritySettings | None = None,
 ) -> Quart:
     """Build the app; connections open in `before_serving`, never at import."""
     settings = settings or ReminderSettings()
     auth = auth or AuthSettings()
     ctx = ServiceContext(
         settings=settings,
-        jwt_secret=auth.jwt_secret.get_secret_value(),
+        tokens=auth.verifier(),
         clock=clock,
         kafka=kafka or KafkaSettings(),
     )
     app = Quart(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.extensions["reminders"] = ctx
-    QuartSchema(app, info={"title": "TaskFlow reminder service", "version": "1"})
+    QuartSchema(
+        app,
+        info={"title": "TaskFlow reminder service", "version": "1"},
+        openapi_provider_class=ProblemOpenAPIProvider,
+    )
     install_problem_handlers(app)
+    install_hardening(app, security or WebSecuritySettings(), ctx.tokens)
 
     registry = CollectorRegistry()
     registry.register(ctx.collector)

@@ -14,13 +14,14 @@ from quart_schema import QuartSchema
 from tortoise import Tortoise, connections
 
 from events.producer import AsyncProducer
+from events.web.hardening import install_hardening
+from events.web.openapi import ProblemOpenAPIProvider
 from events.web.probes import probes_blueprint
 from events.web.problems import install_problem_handlers
 from observability.db import instrument_asyncpg
 from observability.quart import instrument_app
 from observability.tracing import setup_tracing
 from task_api.context import Clock, TaskContext, utc_now
-from task_api.http.cors import install_cors
 from task_api.http.routes import tasks
 from task_api.metrics import TaskMetrics
 from task_api.relay import RELAY_PRODUCER, OutboxRelay
@@ -54,9 +55,11 @@ def create_app(
         info={"title": "TaskFlow task service", "version": "1.0.0"},
         security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}},
         security=[{"bearer": []}],
+        openapi_provider_class=ProblemOpenAPIProvider,
     )
     install_problem_handlers(app)
-    install_cors(app, settings.cors_origins)
+    tokens = config.auth.verifier()
+    install_hardening(app, config.security, tokens, cors_origins=settings.cors_origins)
     registry = CollectorRegistry()
     metrics = TaskMetrics.create(registry)
     relay = OutboxRelay(
@@ -72,7 +75,7 @@ def create_app(
     )
     context = TaskContext(
         sink=EventSink(kafka.topics, settings.source),
-        jwt_secret=config.auth.jwt_secret.get_secret_value(),
+        tokens=tokens,
         idempotency_ttl=settings.idempotency_ttl,
         clock=clock,
         on_commit=relay.wake if settings.run_relay else (lambda: None),

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from quart import current_app
 
+from events.web.auth import TokenVerifier
 from task_api.services import EventSink
 
 Clock = Callable[[], datetime]
@@ -20,7 +21,7 @@ def utc_now() -> datetime:
 @dataclass
 class TaskContext:
     sink: EventSink
-    jwt_secret: str
+    tokens: TokenVerifier
     idempotency_ttl: timedelta
     clock: Clock = utc_now
     # Called after every commit that wrote an event; the relay publishes right away.

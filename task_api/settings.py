@@ -6,20 +6,24 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from tortoise.backends.base.config_generator import expand_db_url
 
 from deploy.database import tortoise_url
 from events.kafka import KafkaSettings
+from events.secrets import SecretFilesMixin
 from events.web.auth import AuthSettings
+from events.web.hardening import WebSecuritySettings
 
 MIB = 1024 * 1024
 
 
-class TaskApiSettings(BaseSettings):
+class TaskApiSettings(SecretFilesMixin, BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TASKFLOW_TASK_API_", extra="ignore")
 
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/taskflow_tasks"
+    # May carry a password: kept out of repr(), and settable as ..._DATABASE_URL_FILE.
+    database_url: str = Field("postgresql://postgres@127.0.0.1:5432/taskflow_tasks", repr=False)
     host: str = "127.0.0.1"
     port: int = 8001
     # Hypercorn worker processes; each runs the API and a relay.
@@ -76,3 +80,4 @@ class Config:
     service: TaskApiSettings = field(default_factory=TaskApiSettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    security: WebSecuritySettings = field(default_factory=WebSecuritySettings)

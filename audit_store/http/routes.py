@@ -19,6 +19,7 @@ from audit_store.search import AuditQuery, search, stream_entries
 from audit_store.services import AuditServices
 from audit_store.verify import verify
 from events.web.auth import Principal, bearer_principal
+from events.web.openapi import JSON_OBJECT, document_status
 from events.web.problems import ValidationProblem, field_errors
 
 audit = Blueprint("audit", __name__, url_prefix="/api/v1/audit")
@@ -30,7 +31,7 @@ def _services() -> AuditServices:
 
 
 def _principal(operator: bool = False) -> Principal:
-    principal = bearer_principal(_services().jwt_secret, request.headers.get("Authorization"))
+    principal = bearer_principal(_services().tokens, request.headers.get("Authorization"))
     if operator and not principal.is_operator:
         raise Forbidden("this endpoint is for operators")
     return principal
@@ -41,6 +42,7 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 @audit.get("")
+@document_status(200, "A page of entries", "application/json", JSON_OBJECT)
 @document_querystring(AuditQuery)
 async def list_entries() -> Response:
     principal = _principal()
@@ -49,6 +51,7 @@ async def list_entries() -> Response:
 
 
 @audit.get("/verify")
+@document_status(200, "The verification report", "application/json", JSON_OBJECT)
 async def verify_chains() -> Response:
     _principal(operator=True)
     services = _services()
@@ -58,6 +61,8 @@ async def verify_chains() -> Response:
 
 
 @audit.get("/export")
+@document_status(200, "Entries as JSON lines or CSV", "application/jsonl")
+@document_status(200, "Entries as JSON lines or CSV", "text/csv")
 @document_querystring(AuditQuery)
 async def export() -> Response:
     principal = _principal(operator=True)
@@ -75,6 +80,7 @@ async def export() -> Response:
 
 
 @audit.get("/holds")
+@document_status(200, "Active legal holds", "application/json", JSON_OBJECT)
 async def list_holds() -> Response:
     _principal(operator=True)
     holds = await active_holds(_services().pool)
@@ -82,6 +88,8 @@ async def list_holds() -> Response:
 
 
 @audit.post("/holds")
+@document_status(201, "Hold placed", "application/json", JSON_OBJECT)
+@document_status(200, "Hold already in place", "application/json", JSON_OBJECT)
 @document_request(HoldBody)
 async def create_hold() -> Response:
     principal = _principal(operator=True)
@@ -101,6 +109,7 @@ async def create_hold() -> Response:
 
 
 @audit.delete("/holds/<hold_id>")
+@document_status(204, "Released")
 async def delete_hold(hold_id: str) -> Response:
     principal = _principal(operator=True)
     try:
@@ -115,6 +124,7 @@ async def delete_hold(hold_id: str) -> Response:
 
 
 @audit.delete("/holds")
+@document_status(204, "Released")
 async def delete_hold_by_target() -> Response:
     principal = _principal(operator=True)
     user_id, task_id = request.args.get("user_id"), request.args.get("task_id")
@@ -132,6 +142,7 @@ async def delete_hold_by_target() -> Response:
 
 
 @audit.get("/retention")
+@document_status(200, "Retention policies", "application/json", JSON_OBJECT)
 async def retention() -> Response:
     _principal(operator=True)
     settings = _services().settings
@@ -141,6 +152,7 @@ async def retention() -> Response:
 
 
 @audit.post("/purge")
+@document_status(200, "What was purged", "application/json", JSON_OBJECT)
 async def purge_now() -> Response:
     principal = _principal(operator=True)
     services = _services()

@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from quart import Blueprint, Response
 
-from events.web.problems import problem_response
+from events.web.openapi import JSON_OBJECT, PROBLEM_REF, document_status
+from events.web.problems import PROBLEM_JSON, problem_response
 
 Check = Callable[[], Awaitable[None]]
 
@@ -20,10 +21,13 @@ def probes_blueprint(
     probes = Blueprint("probes", __name__)
 
     @probes.get("/healthz")
+    @document_status(200, "Alive", "application/json", JSON_OBJECT)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @probes.get("/readyz")
+    @document_status(200, "Every dependency answered", "application/json", JSON_OBJECT)
+    @document_status(503, "A dependency is unreachable", PROBLEM_JSON, PROBLEM_REF)
     async def readyz() -> Response | dict[str, object]:
         failing: dict[str, str] = {}
         for name, check in checks.items():
@@ -43,6 +47,7 @@ def probes_blueprint(
         return {"status": "ready", "checks": {name: "ok" for name in checks}}
 
     @probes.get("/metrics")
+    @document_status(200, "Prometheus text", CONTENT_TYPE_LATEST.split(";")[0], {"type": "string"})
     async def metrics() -> Response:
         return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 

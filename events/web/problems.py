@@ -101,6 +101,13 @@ def install_problem_handlers(app: Quart) -> None:
             422, "Validation failed", "the request is invalid", "validation", errors
         )
 
+    @app.errorhandler(UnicodeDecodeError)
+    async def _not_utf8(exc: UnicodeDecodeError) -> Response:
+        # Quart's get_json decodes the body as UTF-8 before (outside) its JSON error path.
+        return problem_response(
+            400, "Bad Request", "the request body is not valid UTF-8", "bad-request"
+        )
+
     @app.errorhandler(HTTPException)
     async def _http(exc: HTTPException) -> Response:
         status = exc.code or 500

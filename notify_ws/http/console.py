@@ -19,6 +19,12 @@ STATIC = Path(__file__).resolve().parent.parent / "console"
 # Only these files are served: the folder is not a general file server.
 FILES = frozenset({"index.html", "console.js", "console.css"})
 TOKEN_TTL = timedelta(hours=1)
+# The page loads only its own files; it calls the task API whose address the developer
+# types in (any http(s) origin) and this service's WebSocket.
+CONSOLE_CSP = (
+    "default-src 'self'; img-src 'self' data:; connect-src 'self' http: https: ws: wss:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 console = Blueprint("console", __name__)
 
@@ -57,7 +63,10 @@ async def token(data: TokenRequest) -> tuple[dict[str, object], int]:
     # exist at all, hence 404 (not 403).
     if ctx.config.auth.env != "local":
         raise NotFound("the console token endpoint exists only when TASKFLOW_ENV=local")
-    signed = issue_token(ctx.jwt_secret, data.user, ttl=TOKEN_TTL)
+    auth = ctx.config.auth
+    signed = issue_token(
+        ctx.jwt_secret, data.user, ttl=TOKEN_TTL, audience=auth.jwt_audience, issuer=auth.jwt_issuer
+    )
     out = TokenOut(token=signed, user=data.user, expires_in=int(TOKEN_TTL.total_seconds()))
     return out.model_dump(), 201
 

@@ -8,6 +8,7 @@ from quart import Blueprint, Response, g, request
 from quart_schema import validate_querystring, validate_request, validate_response
 
 from events.web.auth import Principal, bearer_principal
+from events.web.openapi import document_status
 from events.web.paging import decode_cursor, encode_cursor
 from events.web.problems import ValidationProblem
 from notify_ws.context import notify_context
@@ -29,9 +30,7 @@ api = Blueprint("notify_api", __name__, url_prefix="/api/v1")
 
 @api.before_request
 async def authenticate() -> None:
-    g.principal = bearer_principal(
-        notify_context().jwt_secret, request.headers.get("Authorization")
-    )
+    g.principal = bearer_principal(notify_context().tokens, request.headers.get("Authorization"))
 
 
 def user_id() -> str:
@@ -127,6 +126,7 @@ async def add_push_subscription(data: PushSubscriptionIn) -> tuple[dict[str, obj
 
 
 @api.delete("/push-subscriptions/<subscription_id>")
+@document_status(204, "Deleted")
 async def delete_push_subscription(subscription_id: str) -> Response:
     ctx = notify_context()
     sid = _uuid(subscription_id, "id")

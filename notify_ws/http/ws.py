@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from quart import Blueprint, websocket
+from quart import Blueprint, current_app, websocket
 
-from events.web.auth import Unauthorized, verify_token
+from events.web.auth import Unauthorized
+from events.web.hardening import hardening_of
+from events.web.limits import WebSocketPolicyViolation
 from notify_ws.context import notify_context
 from notify_ws.hub.hub import Connection
 from notify_ws.hub.session import run_connection
@@ -24,7 +26,7 @@ async def socket() -> None:
     # Accept first: a close code can only be sent on an open WebSocket.
     await websocket.accept()
     try:
-        principal = verify_token(ctx.jwt_secret, websocket.args.get("token", ""))
+        principal = await ctx.tokens.verify_async(websocket.args.get("token", ""))
     except Unauthorized:
         await websocket.close(UNAUTHORIZED, "unauthorized")
         return
@@ -37,10 +39,19 @@ async def socket() -> None:
         since = int(raw_since)
     settings = ctx.config.notify
     conn = Connection(principal.user_id, settings.ws_queue_size)
-    code = await run_connection(
-        ctx.session, ctx.hub, conn, websocket.send, websocket.receive, since
-    )
+    guard = hardening_of(current_app).message_guard()
+
+    async def receive() -> str | bytes:
+        message = await websocket.receive()
+        guard.check(message)  # too big: 1009; too many: 1008
+        return message
+
+    reason = ""
+    try:
+        code = await run_connection(ctx.session, ctx.hub, conn, websocket.send, receive, since)
+    except WebSocketPolicyViolation as violation:
+        code, reason = violation.code, violation.reason
     if code is not None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(settings.ws_close_timeout.total_seconds()):
-                await websocket.close(code)
+                await websocket.close(code, reason)

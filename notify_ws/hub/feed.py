@@ -85,6 +85,8 @@ class Feed:
             data = doc["data"]
             user_id, note = data["user_id"], data["notification"]
             seq = int(note["seq"])
+            if not isinstance(user_id, str) or not isinstance(note, dict):
+                raise TypeError("user_id must be a string and notification an object")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             log.warning("hub skipped a malformed notification.created at offset %s", msg.offset())
             return

@@ -170,5 +170,6 @@ def _headers(msg: Message) -> list[tuple[str, Any]]:
 def _ce_type(headers: Sequence[tuple[str, Any]]) -> str | None:
     for key, value in headers:
         if key == "ce_type" and value:
-            return value.decode() if isinstance(value, bytes) else str(value)
+            # Any producer can set headers: a non-UTF-8 one must not stop the worker.
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
     return None

@@ -20,8 +20,8 @@ api = Blueprint("reminders", __name__, url_prefix="/api/v1")
 @api.before_request
 async def _authenticate() -> None:
     """Every route needs a valid token; checked before query validation (401 before 422)."""
-    secret = current_app.extensions["reminders"].jwt_secret
-    g.principal = bearer_principal(secret, request.headers.get("Authorization"))
+    tokens = current_app.extensions["reminders"].tokens
+    g.principal = bearer_principal(tokens, request.headers.get("Authorization"))
 
 
 def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:

@@ -17,6 +17,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from events.web.auth import Principal, bearer_principal
+from events.web.openapi import document_status
 from task_api import queries, services
 from task_api.context import task_context
 from task_api.db import outbox
@@ -37,7 +38,7 @@ Transition = Callable[
 
 @tasks.before_request
 async def authenticate() -> None:
-    g.principal = bearer_principal(task_context().jwt_secret, request.headers.get("Authorization"))
+    g.principal = bearer_principal(task_context().tokens, request.headers.get("Authorization"))
 
 
 def principal() -> Principal:
@@ -162,6 +163,7 @@ async def snooze_task(task_id: uuid.UUID, data: SnoozeRequest) -> Response:
 
 
 @tasks.delete("/<uuid:task_id>")
+@document_status(204, "Deleted")
 async def delete_task(task_id: uuid.UUID) -> Response:
     ctx, user_id, version = task_context(), principal().user_id, if_match()
 

@@ -217,3 +217,15 @@ async def test_bad_list_queries_are_422(client: Client, auth: dict[str, str], qu
 async def test_wrong_method_is_problem_json(client: Client, auth: dict[str, str]) -> None:
     response = await client.put("/api/v1/tasks", json={"title": "x"}, headers=auth)
     await problem(response, 405)
+
+
+async def test_nul_characters_are_refused_not_stored(client: Client, auth: dict[str, str]) -> None:
+    # PostgreSQL text cannot hold U+0000: the API must say so, not fail in the database.
+    body = {"title": "water\u0000plants", "tags": ["a\u0000"]}
+    response = await client.post("/api/v1/tasks", json=body, headers=auth)
+    data = await problem(response, 422)
+    assert data["errors"] == [
+        {"field": "title", "message": "must not contain the NUL character (U+0000)"}
+    ]
+    listing = await client.get("/api/v1/tasks?q=%00", headers=auth)
+    await problem(listing, 400)

@@ -11,9 +11,12 @@ from pydantic import AliasChoices, SecretStr
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
+from events.secrets import FILE_SUFFIX, SecretFilesMixin
+
 SETTINGS_MODULES = (
     "events.kafka",
     "events.web.auth",
+    "events.web.hardening",
     "task_api.settings",
     "notify_ws.settings",
     "audit_store.settings",
@@ -23,7 +26,7 @@ SETTINGS_MODULES = (
 
 @dataclass(frozen=True)
 class EnvVar:
-    names: tuple[str, ...]  # any of these sets the field
+    names: tuple[str, ...]  # any of these sets the field (`..._FILE`: from that file)
     owner: str  # Class.field
     prefix: str
     required: bool  # no default at all
@@ -60,6 +63,8 @@ def env_vars() -> list[EnvVar]:
                 names = (alias,)
             else:
                 names = (f"{prefix}{field_name}".upper(),)
+            if issubclass(cls, SecretFilesMixin):
+                names += tuple(name + FILE_SUFFIX for name in names)
             required = info.default is PydanticUndefined and info.default_factory is None
             default = info.default
             # A default secret is refused outside local mode; a loopback address is wrong
