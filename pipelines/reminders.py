@@ -35,6 +35,7 @@ from pipelines.reminders_io import (
 )
 from pipelines.reminders_logic import (
     FlowContext,
+    FreshWindows,
     TaskInput,
     TimerOutput,
     UserDigestLogic,
@@ -78,7 +79,8 @@ def build_flow(
     fired = op.filter_map("fired", timer_out, _fired)
 
     by_user = op.key_on("by_user", fired, lambda item: item.user_id)
-    windows = op.stateful("digests", by_user, lambda state: UserDigestLogic(state, ctx))
+    fresh = FreshWindows()
+    windows = op.stateful("digests", by_user, lambda state: UserDigestLogic(state, ctx, fresh))
     deliveries = op.map("delivery_values", windows, lambda key_value: key_value[1])
 
     out = op.merge(
@@ -152,6 +154,7 @@ def flow_from_env() -> Dataflow:
         },
         batch_size=settings.source_batch_size,
         raise_on_errors=False,
+        resume_hold=settings.resume_hold,
     )
     # linger 0: the sink flushes every batch anyway (it must, for at-least-once).
     sink = DeliveredKafkaSink(kafka.producer(**{"linger.ms": 0}))

@@ -47,6 +47,10 @@ class ReminderSettings(SecretFilesMixin, BaseSettings):
     # The source polls at most this often (while not catching up), so task events reach
     # the timers in a few larger batches rather than many tiny ones; see `timer_tick`.
     source_poll_interval: timedelta = timedelta(milliseconds=50)
+    # After a restart from recovery the source stays silent this long, so the saved timer
+    # and digest state is loaded before new task events touch it (PacedKafkaSource). Must
+    # exceed two snapshot intervals (the flow runs with `-s 1`).
+    resume_hold: timedelta = timedelta(seconds=3)
     # Task timers are grouped into this many Bytewax keys (see pipelines/reminders_shards.py).
     # Changing it needs a fresh recovery directory.
     timer_shards: int = Field(default=16384, ge=1)

@@ -50,6 +50,14 @@ def close(window: UserWindow) -> Digest | None:
     )
 
 
+def merge(restored: UserWindow, live: UserWindow) -> UserWindow:
+    """The saved window with what a window opened meanwhile held (each reminder once): the
+    saved one's bounds win, so its digest goes out when it was due to."""
+    known = {held.reminder_id for held in restored.held}
+    extra = tuple(held for held in live.held if held.reminder_id not in known)
+    return replace(restored, held=(*restored.held, *extra))
+
+
 def admit(
     window: UserWindow | None, item: Fired, now: datetime, length: timedelta
 ) -> tuple[UserWindow, list[Delivery]]:
