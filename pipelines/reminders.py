@@ -35,7 +35,6 @@ from pipelines.reminders_io import (
 )
 from pipelines.reminders_logic import (
     FlowContext,
-    FreshWindows,
     TaskInput,
     TimerOutput,
     UserDigestLogic,
@@ -65,6 +64,7 @@ def build_flow(
         idle_ttl=settings.idle_state_ttl,
         digest_window=settings.digest_window,
         tick=settings.timer_tick,
+        hold_from=clock() + settings.digest_startup,
     )
     flow = Dataflow("reminders")
     raw = op.input("tasks_in", flow, source)
@@ -79,8 +79,7 @@ def build_flow(
     fired = op.filter_map("fired", timer_out, _fired)
 
     by_user = op.key_on("by_user", fired, lambda item: item.user_id)
-    fresh = FreshWindows()
-    windows = op.stateful("digests", by_user, lambda state: UserDigestLogic(state, ctx, fresh))
+    windows = op.stateful("digests", by_user, lambda state: UserDigestLogic(state, ctx))
     deliveries = op.map("delivery_values", windows, lambda key_value: key_value[1])
 
     out = op.merge(

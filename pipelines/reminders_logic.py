@@ -5,8 +5,6 @@ Thin adapters: every decision is a plain function in `reminders.domain`.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -16,7 +14,7 @@ from events.payloads import TaskState
 from reminders.db.store import LogEntry, ScheduleChange
 from reminders.domain.catchup import CatchUpPolicy
 from reminders.domain.clock import Clock, system_clock
-from reminders.domain.digest import Delivery, UserWindow, admit, close, merge
+from reminders.domain.digest import Delivery, UserWindow, admit, alone, close
 from reminders.domain.timers import Fired
 
 
@@ -44,6 +42,8 @@ class FlowContext:
     # Bytewax wakes timers by the system clock; with an injected clock the logic asks to
     # be woken after the *remaining* time by its own clock, so a fixed test clock works.
     runtime_clock: Clock = system_clock
+    # Digest windows open only from this time on (by `clock`): see UserDigestLogic.
+    hold_from: datetime = datetime.min.replace(tzinfo=UTC)
 
     def wake_at(self, target: datetime | None) -> datetime | None:
         """`target` (by the injected clock) on Bytewax's clock, rounded up to the tick."""
@@ -62,55 +62,32 @@ TimerOutput = Fired | ScheduleChange | LogEntry
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class FreshWindows:
-    """Digest logics opened without saved state in the flow's first minute, by user.
+class UserDigestLogic(StatefulLogic[Fired, Delivery, UserWindow]):
+    """Keyed by user id: first reminder out at once, the rest of the window as one digest.
 
-    Bytewax 0.21 runs a stateful step's items of the resume epoch before it loads the
-    keys' saved state at that epoch's end, then replaces the live logic with the loaded
-    one. Timers due while the flow was down fire right at restart, so a user's window can
-    be opened (and hold reminders) in that gap; the load then adopts what it held instead
-    of dropping it (lost reminders, seen in the chaos suite).
+    Until `ctx.hold_from`, a logic built without saved state holds nothing: Bytewax 0.21
+    runs a stateful step's items of the resume epoch before it loads the keys' saved
+    state at that epoch's end, and the load then replaces (or, for a closed window,
+    removes) the live logic, dropping what it held. Timers due while the flow was down
+    fire right at restart, so in that gap each reminder goes out on its own (lost
+    reminders, seen in the chaos suite).
     """
 
-    def __init__(self, keep_for: float = 60.0, clock: Callable[[], float] = time.monotonic):
-        self._until = clock() + keep_for
-        self._clock = clock
-        self._logics: dict[str, UserDigestLogic] = {}
-
-    def add(self, user_id: str, logic: UserDigestLogic) -> None:
-        if self._clock() < self._until:
-            self._logics[user_id] = logic
-
-    def pop(self, user_id: str) -> UserDigestLogic | None:
-        return self._logics.pop(user_id, None)
-
-
-class UserDigestLogic(StatefulLogic[Fired, Delivery, UserWindow]):
-    """Keyed by user id: first reminder out at once, the rest of the window as one digest."""
-
-    def __init__(
-        self, window: UserWindow | None, ctx: FlowContext, fresh: FreshWindows | None = None
-    ) -> None:
+    def __init__(self, window: UserWindow | None, ctx: FlowContext) -> None:
         self.window = window
         self.ctx = ctx
-        self._fresh = fresh if window is None else None
-        if window is not None and fresh is not None:
-            live = fresh.pop(window.user_id)
-            if live is not None and live.window is not None:
-                self.window = merge(window, live.window)
-        self._wake = ctx.wake_at(self.window.end) if self.window else None
+        self._wake = ctx.wake_at(window.end) if window else None
+        self._direct = window is None and ctx.clock() < ctx.hold_from
 
     def on_item(self, value: Fired) -> tuple[list[Delivery], bool]:
-        if self._fresh is not None and self.window is None:
-            self._fresh.add(value.user_id, self)
+        if self._direct:
+            return [alone(value, self.ctx.clock())], StatefulLogic.DISCARD
         self.window, out = admit(self.window, value, self.ctx.clock(), self.ctx.digest_window)
         self._wake = self.ctx.wake_at(self.window.end)
         return out, StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Delivery], bool]:
         digest = close(self.window) if self.window else None
-        if self._fresh is not None and self.window is not None:
-            self._fresh.pop(self.window.user_id)
         self.window = None
         return ([digest] if digest else []), StatefulLogic.DISCARD
 

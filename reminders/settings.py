@@ -28,6 +28,10 @@ class ReminderSettings(SecretFilesMixin, BaseSettings):
     # Digest window: reminders of one user firing within this time after a delivered one
     # are held and sent as one `reminder.digest` when it ends.
     digest_window: timedelta = timedelta(seconds=60)
+    # For this long after the flow starts, reminders of a user with no saved window go
+    # out one by one instead of opening a window (see pipelines/reminders_logic.py: a
+    # window opened before Bytewax loads the saved state would be dropped by the load).
+    digest_startup: timedelta = timedelta(seconds=30)
     # Catch-up: fire late within the grace period, else fold into a "missed" digest;
     # older than max age: drop (counted). Per-kind grace as JSON: {"due": "PT30M"}.
     catchup_grace: timedelta = timedelta(minutes=5)

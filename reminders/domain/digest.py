@@ -50,12 +50,14 @@ def close(window: UserWindow) -> Digest | None:
     )
 
 
-def merge(restored: UserWindow, live: UserWindow) -> UserWindow:
-    """The saved window with what a window opened meanwhile held (each reminder once): the
-    saved one's bounds win, so its digest goes out when it was due to."""
-    known = {held.reminder_id for held in restored.held}
-    extra = tuple(held for held in live.held if held.reminder_id not in known)
-    return replace(restored, held=(*restored.held, *extra))
+def alone(item: Fired, now: datetime) -> Delivery:
+    """`item` delivered on its own, outside any window: a missed reminder still comes as
+    a digest (of one), as missed ones always do."""
+    if not item.missed:
+        return item
+    digest = close(UserWindow(item.user_id, now, now, (item,)))
+    assert digest is not None  # noqa: S101 - a window holding an item has a digest
+    return digest
 
 
 def admit(

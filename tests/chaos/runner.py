@@ -104,6 +104,7 @@ class Chaos:
         self.feeds: list[Feed] = []
         self.background: list[asyncio.Task[Any]] = []
         self.reported: set[Issue] = set()
+        self._probe: dict[str, bool] = {}  # what the last recovery probe reached
         self.last_cut = time.time()
         self.load: Load
         self.probe_user: User
@@ -172,15 +173,19 @@ class Chaos:
                     if task_id is not None and await self._flowed(task_id, deadline):
                         return time.monotonic() - fault_end
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"no recovery: not ready {failing}")
+                    raise AssertionError(
+                        f"no recovery: not ready {failing}; last probe reached {self._probe}"
+                    )
                 await asyncio.sleep(0.2)
 
     async def _flowed(self, task_id: str, deadline: float) -> bool:
         feed = self.feeds[-1]
         until = min(deadline, time.monotonic() + 30)
         while time.monotonic() < until:
-            if feed.for_task(task_id) and await self._stored(task_id):
+            seen = bool(feed.for_task(task_id))
+            if seen and await self._stored(task_id):
                 return True
+            self._probe["websocket"] = seen
             await asyncio.sleep(0.1)
         return False
 
@@ -198,6 +203,7 @@ class Chaos:
             )
         except (OSError, asyncpg.PostgresError):
             return False
+        self._probe |= {"audit": bool(audit), "reminder read model": bool(scheduled)}
         return bool(audit) and bool(scheduled)
 
     # ---- one fault

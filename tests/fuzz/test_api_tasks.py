@@ -22,15 +22,19 @@ from tests.integration.task_api.conftest import SECRET
 pytestmark = [pytest.mark.integration, SERVER_THREAD]
 
 
-def test_every_operation_answers_by_its_schema(
-    task_db_url: str, kafka_settings: KafkaSettings
-) -> None:
-    config = Config(
+def fuzz_config(task_db_url: str, kafka_settings: KafkaSettings) -> Config:
+    return Config(
         service=TaskApiSettings(database_url=task_db_url, db_pool_size=5),
         kafka=kafka_settings,
         auth=AuthSettings(jwt_secret=SECRET),
         security=NO_RATE_LIMITS,
     )
+
+
+def test_every_operation_answers_by_its_schema(
+    task_db_url: str, kafka_settings: KafkaSettings
+) -> None:
+    config = fuzz_config(task_db_url, kafka_settings)
     with served(lambda: create_app(config)) as base:
         signed_in = fuzz_api(base, bearer(issue_token(SECRET, "fuzz-user")), max_examples=15)
         anonymous = fuzz_api(base, None, max_examples=5)
@@ -39,12 +43,7 @@ def test_every_operation_answers_by_its_schema(
 
 
 def test_call_chains_follow_the_links(task_db_url: str, kafka_settings: KafkaSettings) -> None:
-    config = Config(
-        service=TaskApiSettings(database_url=task_db_url, db_pool_size=5),
-        kafka=kafka_settings,
-        auth=AuthSettings(jwt_secret=SECRET),
-        security=NO_RATE_LIMITS,
-    )
+    config = fuzz_config(task_db_url, kafka_settings)
     with served(lambda: create_app(config)) as base:
         links = run_state_machine(base, bearer(issue_token(SECRET, "chains")), max_examples=15)
     assert links > 0, "no links between operations: the run was not stateful"

@@ -74,6 +74,8 @@ def flow_env(kafka: KafkaSettings, db_url: str, **extra: str) -> dict[str, str]:
         "TASKFLOW_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "TASKFLOW_KAFKA_TOPIC_NAMESPACE": kafka.topic_namespace,
         "TASKFLOW_REMINDERS_DATABASE_URL": db_url,
+        # Digest windows from the first reminder on (production waits out the restart gap).
+        "TASKFLOW_REMINDERS_DIGEST_STARTUP": "PT0S",
         **{f"TASKFLOW_REMINDERS_{k.upper()}": v for k, v in extra.items()},
     }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from reminders.domain.digest import Digest, UserWindow, admit, close, merge
+from reminders.domain.digest import Digest, UserWindow, admit, close
 from reminders.domain.timers import Fired
 from tests.unit.reminders.factories import T0
 
@@ -69,14 +69,3 @@ def test_a_replayed_reminder_is_held_once() -> None:
     window, _ = admit(window, fired(1), T0, WINDOW)
     window, _ = admit(window, fired(1), T0, WINDOW)
     assert len(window.held) == 1
-
-
-def test_merge_keeps_the_saved_bounds_and_adds_what_the_live_window_held() -> None:
-    saved, _ = admit(None, fired(0), T0, WINDOW)
-    saved, _ = admit(saved, fired(1), T0, WINDOW)
-    live, _ = admit(None, fired(2), T0 + timedelta(seconds=2), WINDOW)
-    live, _ = admit(live, fired(1), T0 + timedelta(seconds=2), WINDOW)
-    live, _ = admit(live, fired(3), T0 + timedelta(seconds=2), WINDOW)
-    merged = merge(saved, live)
-    assert (merged.start, merged.end) == (saved.start, saved.end)
-    assert [h.reminder_id for h in merged.held] == ["r1", "r3"]

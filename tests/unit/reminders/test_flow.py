@@ -23,7 +23,8 @@ from tests.unit.reminders.factories import T0, TASK, TRACEPARENT, message
 
 def _settings(**kw: Any) -> ReminderSettings:
     # No tick rounding: with a fixed clock a reminder due "now" must wake right away.
-    return ReminderSettings(timer_tick=timedelta(0), **kw)
+    # No startup gap either: the tests' clock stands still at T0.
+    return ReminderSettings(timer_tick=timedelta(0), **({"digest_startup": timedelta(0)} | kw))
 
 
 TOPICS = Topics("t.")
