@@ -181,14 +181,11 @@ class _PacedPartition(StatefulSourcePartition[Any, Any]):
         hold: timedelta = timedelta(0),
     ):
         self._inner, self._interval, self._full = inner, interval, full
+        # Bytewax calls next_batch only once next_awake has passed: the hold is just a
+        # later first wake-up, the same mechanism as the pacing.
         self._next: datetime | None = datetime.now(UTC) + hold if hold else None
-        self._held_until = self._next
 
     def next_batch(self) -> list[Any]:
-        if self._held_until is not None:
-            if datetime.now(UTC) < self._held_until:
-                return []
-            self._held_until = None
         batch = list(self._inner.next_batch())
         busy = len(batch) >= self._full
         self._next = None if busy else datetime.now(UTC) + self._interval
