@@ -16,12 +16,12 @@ from audit_store.ports import Clock, utc_now
 from audit_store.services import AuditServices
 from audit_store.settings import AuditSettings
 from events.kafka import KafkaSettings
-from events.web.auth import AuthSettings
-from events.web.hardening import WebSecuritySettings, install_hardening
-from events.web.openapi import ProblemOpenAPIProvider
-from events.web.probes import probes_blueprint
-from events.web.problems import install_problem_handlers
 from observability.quart import instrument_app
+from webapi.auth import AuthSettings
+from webapi.hardening import WebSecuritySettings, install_hardening
+from webapi.openapi import ProblemOpenAPIProvider
+from webapi.probes import probes_blueprint
+from webapi.problems import install_problem_handlers
 
 MAX_BODY = 1024 * 1024
 SERVICE_NAME = "taskflow-audit-service"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from events.web.problems import ProblemError
+from webapi.problems import ProblemError
 
 
 class AuditError(ProblemError):

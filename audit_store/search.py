@@ -12,9 +12,9 @@ import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from audit_store.exceptions import Forbidden
-from events.web.auth import Principal
-from events.web.paging import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
-from events.web.problems import ValidationProblem, field_errors
+from webapi.auth import Principal
+from webapi.paging import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from webapi.problems import ValidationProblem, field_errors
 
 ENTRY_COLUMNS = """entry_id, event_id, type, source, subject, user_id, task_id, occurred_at,
     recorded_at, data::text AS data, trace_id, snapshot, chain_id, chain_seq, hash, prev_hash"""

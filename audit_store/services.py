@@ -17,7 +17,7 @@ from audit_store.ports import Clock
 from audit_store.retention import purge
 from audit_store.settings import AuditSettings
 from audit_store.verify import verify
-from events.web.auth import TokenVerifier
+from webapi.auth import TokenVerifier
 
 log = logging.getLogger(__name__)
 

@@ -54,7 +54,7 @@ from deploy.local_steps import (
 )
 from deploy.supervisor import NotReady, Supervisor, tail
 from events.kafka import KafkaSettings
-from events.web.auth import issue_token, local_secret
+from webapi.auth import issue_token, local_secret
 
 REPUBLISH = "import asyncio, task_api.cli as c; asyncio.run(c.republish_snapshots())"
 

@@ -8,10 +8,6 @@ from collections.abc import Callable
 from quart import Quart
 from quart_schema import QuartSchema
 
-from events.web.hardening import install_hardening
-from events.web.openapi import ProblemOpenAPIProvider
-from events.web.probes import probes_blueprint
-from events.web.problems import install_problem_handlers
 from notify_ws.clock import Clock, SystemClock
 from notify_ws.context import NotifyContext
 from notify_ws.http.console import CONSOLE_CSP, console
@@ -21,6 +17,10 @@ from notify_ws.hub.hub import Hub
 from notify_ws.metrics import Metrics
 from notify_ws.service import ChannelFactory, Service
 from notify_ws.settings import Config
+from webapi.hardening import install_hardening
+from webapi.openapi import ProblemOpenAPIProvider
+from webapi.probes import probes_blueprint
+from webapi.problems import install_problem_handlers
 
 SERVICE_NAME = "taskflow-notification-service"
 

@@ -7,12 +7,12 @@ from typing import Any
 
 from quart import current_app
 
-from events.web.auth import TokenVerifier
 from notify_ws.clock import Clock
 from notify_ws.hub.hub import Hub
 from notify_ws.hub.session import Session
 from notify_ws.metrics import Metrics
 from notify_ws.settings import Config
+from webapi.auth import TokenVerifier
 
 
 @dataclass

@@ -11,8 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.kafka import KafkaSettings
 from events.secrets import SecretFilesMixin
-from events.web.auth import AuthSettings
-from events.web.hardening import WebSecuritySettings
+from webapi.auth import AuthSettings
+from webapi.hardening import WebSecuritySettings
 
 DEFAULT_WEBHOOK_SECRET = "taskflow-local-webhook-secret-change-me"  # noqa: S105 - local only
 WORKER_GROUP = "notify-worker"

@@ -13,16 +13,16 @@ from quart import Quart, request
 from quart_schema import QuartSchema
 
 from events.kafka import KafkaSettings
-from events.web.auth import AuthSettings, TokenVerifier
-from events.web.hardening import WebSecuritySettings, install_hardening
-from events.web.openapi import ProblemOpenAPIProvider
-from events.web.probes import probes_blueprint
-from events.web.problems import install_problem_handlers
 from reminders.db import store
 from reminders.domain.clock import Clock, system_clock
 from reminders.http.routes import api
 from reminders.metrics import ReadModelCollector
 from reminders.settings import ReminderSettings
+from webapi.auth import AuthSettings, TokenVerifier
+from webapi.hardening import WebSecuritySettings, install_hardening
+from webapi.openapi import ProblemOpenAPIProvider
+from webapi.probes import probes_blueprint
+from webapi.problems import install_problem_handlers
 
 MAX_BODY = 1024 * 1024
 

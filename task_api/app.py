@@ -14,10 +14,6 @@ from quart_schema import QuartSchema
 from tortoise import Tortoise, connections
 
 from events.producer import AsyncProducer
-from events.web.hardening import install_hardening
-from events.web.openapi import ProblemOpenAPIProvider
-from events.web.probes import probes_blueprint
-from events.web.problems import install_problem_handlers
 from observability.db import instrument_asyncpg
 from observability.quart import instrument_app
 from observability.tracing import setup_tracing
@@ -27,6 +23,10 @@ from task_api.metrics import TaskMetrics
 from task_api.relay import RELAY_PRODUCER, OutboxRelay
 from task_api.services import EventSink
 from task_api.settings import Config
+from webapi.hardening import install_hardening
+from webapi.openapi import ProblemOpenAPIProvider
+from webapi.probes import probes_blueprint
+from webapi.problems import install_problem_handlers
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "taskflow-task-service"

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from quart import current_app
 
-from events.web.auth import TokenVerifier
 from task_api.services import EventSink
+from webapi.auth import TokenVerifier
 
 Clock = Callable[[], datetime]
 

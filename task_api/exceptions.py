@@ -1,8 +1,8 @@
-"""Domain errors of the task service; `events.web.problems` maps them to problem+json."""
+"""Domain errors of the task service; `webapi.problems` maps them to problem+json."""
 
 from __future__ import annotations
 
-from events.web.problems import NotFound, ProblemError, ValidationProblem
+from webapi.problems import NotFound, ProblemError, ValidationProblem
 
 
 class TaskNotFound(NotFound):

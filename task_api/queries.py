@@ -7,9 +7,9 @@ import uuid
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 
-from events.web.paging import decode_cursor, encode_cursor
 from task_api.db.models import Task
 from task_api.http.schemas import TaskListQuery
+from webapi.paging import decode_cursor, encode_cursor
 
 
 async def list_tasks(

@@ -13,8 +13,8 @@ from tortoise.backends.base.config_generator import expand_db_url
 from deploy.database import tortoise_url
 from events.kafka import KafkaSettings
 from events.secrets import SecretFilesMixin
-from events.web.auth import AuthSettings
-from events.web.hardening import WebSecuritySettings
+from webapi.auth import AuthSettings
+from webapi.hardening import WebSecuritySettings
 
 MIB = 1024 * 1024
 

@@ -18,9 +18,9 @@ from audit_store.retention import HoldKind, active_holds, place_hold, purge, rel
 from audit_store.search import AuditQuery, search, stream_entries
 from audit_store.services import AuditServices
 from audit_store.verify import verify
-from events.web.auth import Principal, bearer_principal
-from events.web.openapi import JSON_OBJECT, document_status
-from events.web.problems import ValidationProblem, field_errors
+from webapi.auth import Principal, bearer_principal
+from webapi.openapi import JSON_OBJECT, document_status
+from webapi.problems import ValidationProblem, field_errors
 
 audit = Blueprint("audit", __name__, url_prefix="/api/v1/audit")
 

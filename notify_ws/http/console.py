@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response, send_from_directory
 from quart_schema import hide, validate_request
 
-from events.web.auth import issue_token
-from events.web.problems import NotFound
 from notify_ws.context import notify_context
+from webapi.auth import issue_token
+from webapi.problems import NotFound
 
 STATIC = Path(__file__).resolve().parent.parent / "console"
 # Only these files are served: the folder is not a general file server.

@@ -7,10 +7,6 @@ import uuid
 from quart import Blueprint, Response, g, request
 from quart_schema import validate_querystring, validate_request, validate_response
 
-from events.web.auth import Principal, bearer_principal
-from events.web.openapi import document_status
-from events.web.paging import decode_cursor, encode_cursor
-from events.web.problems import ValidationProblem
 from notify_ws.context import notify_context
 from notify_ws.db import notifications as nt
 from notify_ws.db import preferences as pf
@@ -24,6 +20,10 @@ from notify_ws.http.schemas import (
     ReadResult,
 )
 from notify_ws.preferences import Preferences
+from webapi.auth import Principal, bearer_principal
+from webapi.openapi import document_status
+from webapi.paging import decode_cursor, encode_cursor
+from webapi.problems import ValidationProblem
 
 api = Blueprint("notify_api", __name__, url_prefix="/api/v1")
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
-from events.web.paging import DEFAULT_LIMIT, MAX_LIMIT
+from webapi.paging import DEFAULT_LIMIT, MAX_LIMIT
 
 
 class InboxQuery(BaseModel):

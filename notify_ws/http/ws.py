@@ -7,12 +7,12 @@ import contextlib
 
 from quart import Blueprint, current_app, websocket
 
-from events.web.auth import Unauthorized
-from events.web.hardening import hardening_of
-from events.web.limits import WebSocketPolicyViolation
 from notify_ws.context import notify_context
 from notify_ws.hub.hub import Connection
 from notify_ws.hub.session import run_connection
+from webapi.auth import Unauthorized
+from webapi.hardening import hardening_of
+from webapi.limits import WebSocketPolicyViolation
 
 ws = Blueprint("notify_ws", __name__)
 

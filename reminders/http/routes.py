@@ -8,11 +8,11 @@ from datetime import datetime
 from quart import Blueprint, current_app, g, request
 from quart_schema import validate_querystring, validate_response
 
-from events.web.auth import Principal, bearer_principal
-from events.web.paging import decode_cursor, encode_cursor
 from reminders.db import store
 from reminders.exceptions import InvalidQuery
 from reminders.http.schemas import ReminderItem, ReminderPage, ReminderQuery
+from webapi.auth import Principal, bearer_principal
+from webapi.paging import decode_cursor, encode_cursor
 
 api = Blueprint("reminders", __name__, url_prefix="/api/v1")
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from events.web.paging import DEFAULT_LIMIT, MAX_LIMIT
 from reminders.domain.schedule import Kind
+from webapi.paging import DEFAULT_LIMIT, MAX_LIMIT
 
 # An unencoded "+" in a query string arrives as a space: "…T10:00:00 01:00".
 _SPACE_OFFSET = re.compile(r" (\d{2}:?\d{2})$")

@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 import orjson
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from events.web.problems import ValidationProblem
 from task_api.exceptions import IdempotencyInProgress, IdempotencyKeyReused
 from task_api.http.replies import Reply
+from webapi.problems import ValidationProblem
 
 CLAIM_SQL = """
 INSERT INTO idempotency_keys (user_id, key, request_hash, response_headers, created_at)

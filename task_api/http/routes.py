@@ -16,8 +16,6 @@ from quart_schema import (
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
-from events.web.auth import Principal, bearer_principal
-from events.web.openapi import document_status
 from task_api import queries, services
 from task_api.context import task_context
 from task_api.db import outbox
@@ -26,6 +24,8 @@ from task_api.http import idempotency
 from task_api.http.replies import Reply, parse_if_match, state_reply, task_json, task_reply
 from task_api.http.schemas import SnoozeRequest, TaskCreate, TaskListQuery, TaskPatch
 from task_api.http.views import TaskOut, TaskPage
+from webapi.auth import Principal, bearer_principal
+from webapi.openapi import document_status
 
 tasks = Blueprint("tasks", __name__, url_prefix="/api/v1/tasks")
 

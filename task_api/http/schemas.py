@@ -19,8 +19,8 @@ from pydantic import (
 )
 
 from events.payloads import Priority
-from events.web.paging import DEFAULT_LIMIT, MAX_LIMIT
 from reminders.domain import recurrence
+from webapi.paging import DEFAULT_LIMIT, MAX_LIMIT
 
 _ISO_DURATION = re.compile(r"^P(?!$)(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$")
 MAX_REMINDER_OFFSET = timedelta(days=366)

@@ -49,7 +49,6 @@ import aiohttp
 import orjson
 
 from deploy.database import with_database
-from events.web.auth import issue_token, local_secret
 from tests.bench._e2e_load import Change, Load
 from tests.bench._e2e_observer import Key, Observer
 from tests.bench._e2e_probes import (
@@ -61,6 +60,7 @@ from tests.bench._e2e_probes import (
     ms,
 )
 from tests.e2e.system import System
+from webapi.auth import issue_token, local_secret
 
 P99_LIMIT_MS = 250.0
 # The load comes from one address: lift the per-IP and per-user request limits (still

@@ -30,7 +30,6 @@ import httpx
 import psutil
 
 from deploy.broker import free_port
-from events.web.auth import issue_token
 from tests.bench._harness import (
     local_broker,
     percentile,
@@ -38,6 +37,7 @@ from tests.bench._harness import (
     scratch_database,
     service_process,
 )
+from webapi.auth import issue_token
 
 SECRET = "bench-secret-" + "x" * 40
 BODY = {

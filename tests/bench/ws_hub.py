@@ -42,8 +42,8 @@ from events.codec import Envelope, encode
 from events.kafka import KafkaSettings
 from events.payloads import NotificationBody, NotificationCreated, TaskCreated
 from events.producer import AsyncProducer
-from events.web.auth import issue_token
 from notify_ws.db.migrate import migrate
+from webapi.auth import issue_token
 
 SECRET = "bench-secret-0123456789abcdef0123456789"
 ADMIN = os.environ.get(

@@ -22,7 +22,7 @@ from schemathesis.core.transport import Response
 from schemathesis.generation.case import Case
 from schemathesis.specs.openapi import checks as oa
 
-from events.web.hardening import WebSecuritySettings
+from webapi.hardening import WebSecuritySettings
 
 # Every response check that applies to these APIs. Not here, with the reason:
 # - positive/negative data acceptance: they judge by status alone, and a 404 or 409 for a

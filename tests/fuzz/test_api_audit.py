@@ -6,10 +6,10 @@ import pytest
 
 from audit_store.app import create_app
 from audit_store.settings import AuditSettings
-from events.web.auth import AuthSettings, issue_token
 from tests.fuzz.api_fuzz import NO_RATE_LIMITS, SERVER_THREAD, assert_clean, bearer, fuzz_api
 from tests.fuzz.served import served
 from tests.unit.audit.factories import T0
+from webapi.auth import AuthSettings, issue_token
 
 pytestmark = [pytest.mark.integration, SERVER_THREAD]
 

@@ -6,12 +6,12 @@ import pytest
 from quart import Quart
 
 from events.kafka import KafkaSettings
-from events.web.auth import AuthSettings
 from notify_ws.app import create_app, service_of
 from notify_ws.settings import Config
 from tests.fuzz.api_fuzz import NO_RATE_LIMITS, SERVER_THREAD, assert_clean, bearer, fuzz_api
 from tests.fuzz.served import served
 from tests.integration.notify.conftest import SECRET, SmtpSink, make_settings, token
+from webapi.auth import AuthSettings
 
 pytestmark = [pytest.mark.integration, SERVER_THREAD]
 

@@ -8,12 +8,12 @@ import pytest
 from quart import Quart
 
 from events.kafka import KafkaSettings
-from events.web.auth import AuthSettings, issue_token
 from reminders.app import create_app
 from reminders.domain.clock import FakeClock
 from reminders.settings import ReminderSettings
 from tests.fuzz.api_fuzz import NO_RATE_LIMITS, SERVER_THREAD, assert_clean, bearer, fuzz_api
 from tests.fuzz.served import served
+from webapi.auth import AuthSettings, issue_token
 
 pytestmark = [pytest.mark.integration, SERVER_THREAD]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from events.kafka import KafkaSettings
-from events.web.auth import AuthSettings, issue_token
 from task_api.app import create_app
 from task_api.settings import Config, TaskApiSettings
 from tests.fuzz.api_fuzz import (
@@ -18,6 +17,7 @@ from tests.fuzz.api_fuzz import (
 )
 from tests.fuzz.served import served
 from tests.integration.task_api.conftest import SECRET
+from webapi.auth import AuthSettings, issue_token
 
 pytestmark = [pytest.mark.integration, SERVER_THREAD]
 

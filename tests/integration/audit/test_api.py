@@ -18,9 +18,9 @@ from audit_store.app import create_app
 from audit_store.ingest import ChainWriter
 from audit_store.settings import AuditSettings
 from events.payloads import TaskUpdated
-from events.web.auth import AuthSettings, issue_token
 from tests.integration.audit.support import ListDeadLetters, records
 from tests.unit.audit.factories import T0, event_bytes, notification_payload, task_payload
+from webapi.auth import AuthSettings, issue_token
 
 SECRET = "s" * 40
 ALICE_TASK = uuid.UUID("01900000-0000-7000-8000-00000000a11c")

@@ -15,9 +15,9 @@ import httpx
 from audit_store.db.pool import create_pool
 from audit_store.ingest import ChainWriter
 from deploy.broker import LocalBroker, free_port
-from events.web.auth import issue_token
 from tests.integration.audit.support import ListDeadLetters, records, wait_for
 from tests.unit.audit.factories import T0, event_bytes, task_payload
+from webapi.auth import issue_token
 
 TASKFLOW = str(Path(sys.executable).with_name("taskflow"))
 SECRET = "c" * 40

@@ -28,13 +28,13 @@ from events.codec import Envelope, encode
 from events.kafka import KafkaSettings
 from events.payloads import Payload, TaskCreated
 from events.producer import AsyncProducer
-from events.web.auth import AuthSettings, issue_token
 from notify_ws.app import create_app, service_of
 from notify_ws.cli import hypercorn_config
 from notify_ws.clock import Clock
 from notify_ws.db.migrate import migrate
 from notify_ws.service import ChannelFactory
 from notify_ws.settings import Config, NotifySettings
+from webapi.auth import AuthSettings, issue_token
 
 SECRET = "integration-test-secret-0123456789abcdef"
 T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)

@@ -12,7 +12,6 @@ from websockets.exceptions import ConnectionClosed
 
 from events.kafka import KafkaSettings
 from events.payloads import TaskUpdated
-from events.web.auth import issue_token
 from tests.integration.notify.conftest import (
     Kafka,
     SmtpSink,
@@ -21,6 +20,7 @@ from tests.integration.notify.conftest import (
     task_created,
 )
 from tests.integration.notify.wsutil import next_frame, send
+from webapi.auth import issue_token
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,6 @@ import pytest
 import websockets
 
 from deploy.broker import LocalBroker
-from events.web.auth import issue_token
 from tests.integration.observability.otlp_receiver import ReceivedSpan, Receiver, serve_http
 from tests.integration.observability.prometheus_server import run_prometheus, scrape_config
 from tests.integration.observability.promql_names import (
@@ -34,6 +33,7 @@ from tests.integration.observability.system import (
     RunningSystem,
     run_system,
 )
+from webapi.auth import issue_token
 
 pytestmark = pytest.mark.integration
 

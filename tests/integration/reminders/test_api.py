@@ -14,13 +14,13 @@ from quart.typing import TestClientProtocol as Client
 
 from deploy.broker import free_port
 from events.kafka import KafkaSettings
-from events.web.auth import AuthSettings, issue_token
 from reminders.app import create_app
 from reminders.db.migrate import apply_migrations
 from reminders.db.store import LogEntry, ScheduleChange, write_batch
 from reminders.domain.clock import FakeClock
 from reminders.domain.schedule import Scheduled
 from reminders.settings import ReminderSettings
+from webapi.auth import AuthSettings, issue_token
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ from prometheus_client import CollectorRegistry
 from quart import Blueprint, Quart, g, request
 from quart.typing import TestClientProtocol as Client
 
-from events.web.auth import AuthSettings, bearer_principal, issue_token
-from events.web.hardening import WebSecuritySettings, install_hardening
-from events.web.probes import probes_blueprint
-from events.web.problems import install_problem_handlers
+from webapi.auth import AuthSettings, bearer_principal, issue_token
+from webapi.hardening import WebSecuritySettings, install_hardening
+from webapi.probes import probes_blueprint
+from webapi.problems import install_problem_handlers
 
 SECRET = "hardening-test-secret-0123456789abcdef0123"
 PAGE_CSP = "default-src 'self'"

@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from quart import Blueprint, Quart, g, request
 
-from events.web.auth import AuthSettings, TokenVerifier, Unauthorized, bearer_principal
-from events.web.hardening import WebSecuritySettings, install_hardening
-from events.web.jwks import JwksKeys
-from events.web.problems import install_problem_handlers
+from webapi.auth import AuthSettings, TokenVerifier, Unauthorized, bearer_principal
+from webapi.hardening import WebSecuritySettings, install_hardening
+from webapi.jwks import JwksKeys
+from webapi.problems import install_problem_handlers
 
 
 class Jwks:

@@ -22,8 +22,8 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from deploy.broker import LocalBroker, free_port
-from events.web.auth import issue_token
 from notify_ws.db.migrate import migrate as migrate_notify
+from webapi.auth import issue_token
 
 JWT_SECRET = "jwt-" + secrets.token_hex(24)
 SASL_PASSWORD = "sasl-" + secrets.token_hex(16)

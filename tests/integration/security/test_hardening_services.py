@@ -13,13 +13,13 @@ from quart import Quart
 from audit_store.app import create_app as audit_app
 from audit_store.settings import AuditSettings
 from events.kafka import KafkaSettings
-from events.web.auth import AuthSettings
-from events.web.hardening import WebSecuritySettings
 from notify_ws.app import create_app as notify_app
 from notify_ws.settings import Config as NotifyConfig
 from reminders.app import create_app as reminders_app
 from task_api.app import create_app as task_app
 from task_api.settings import Config as TaskConfig
+from webapi.auth import AuthSettings
+from webapi.hardening import WebSecuritySettings
 
 SECRET = "hardening-services-secret-0123456789abcdef"
 AUTH = AuthSettings(jwt_secret=SECRET)

@@ -12,10 +12,10 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 from events.kafka import KafkaSettings
-from events.web.auth import AuthSettings, issue_token
 from task_api.app import create_app
 from task_api.settings import Config, TaskApiSettings
 from tests.kafka_helpers import TopicReader
+from webapi.auth import AuthSettings, issue_token
 
 SECRET = "integration-test-secret-0123456789abcdef0123456789abcdef0123456789"
 

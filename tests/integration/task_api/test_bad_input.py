@@ -9,8 +9,8 @@ import jwt
 import pytest
 from quart.typing import TestClientProtocol as Client
 
-from events.web.auth import issue_token
 from tests.integration.task_api.conftest import SECRET, create
+from webapi.auth import issue_token
 
 
 async def problem(response: Any, status: int) -> dict[str, Any]:

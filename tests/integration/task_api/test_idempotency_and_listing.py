@@ -7,9 +7,9 @@ import uuid
 
 from quart.typing import TestClientProtocol as Client
 
-from events.web.auth import issue_token
 from tests.integration.task_api.conftest import SECRET, create
 from tests.kafka_helpers import TopicReader
+from webapi.auth import issue_token
 
 
 async def test_same_key_replays_first_response_and_emits_once(

@@ -19,11 +19,11 @@ from quart.typing import TestClientProtocol as Client
 from deploy.broker import ensure_topics, free_port, start_broker
 from events.codec import decode
 from events.kafka import KafkaSettings
-from events.web.auth import AuthSettings
 from task_api.app import create_app
 from task_api.settings import Config, TaskApiSettings
 from tests.integration.task_api.conftest import SECRET
 from tests.kafka_helpers import TopicReader
+from webapi.auth import AuthSettings
 
 pytestmark = pytest.mark.integration
 

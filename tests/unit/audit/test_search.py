@@ -12,8 +12,8 @@ import pytest
 from audit_store.exceptions import Forbidden
 from audit_store.export import as_csv, jsonl
 from audit_store.search import AuditQuery, entry_json, where_clause
-from events.web.auth import Principal
-from events.web.problems import ValidationProblem
+from webapi.auth import Principal
+from webapi.problems import ValidationProblem
 
 ALICE = Principal("alice")
 OPS = Principal("ops", frozenset({"operator"}))

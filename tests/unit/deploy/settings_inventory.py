@@ -15,8 +15,8 @@ from events.secrets import FILE_SUFFIX, SecretFilesMixin
 
 SETTINGS_MODULES = (
     "events.kafka",
-    "events.web.auth",
-    "events.web.hardening",
+    "webapi.auth",
+    "webapi.hardening",
     "task_api.settings",
     "notify_ws.settings",
     "audit_store.settings",

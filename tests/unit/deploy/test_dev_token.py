@@ -1,7 +1,7 @@
 import pytest
 
 from deploy.local import dev_token
-from events.web.auth import AuthSettings, Unauthorized
+from webapi.auth import AuthSettings, Unauthorized
 
 SECRET = "s" * 40
 

@@ -8,9 +8,9 @@ from typing import Literal
 import pytest
 from quart import Quart
 
-from events.web.auth import AuthSettings, verify_token
 from notify_ws.app import create_app
 from notify_ws.settings import Config
+from webapi.auth import AuthSettings, verify_token
 
 SECRET = "console-unit-test-secret-0123456789abcdef0123456789"
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from events.web.problems import field_errors
 from task_api.http.replies import parse_if_match
 from task_api.http.schemas import SnoozeRequest, TaskCreate, TaskPatch
+from webapi.problems import field_errors
 
 
 def fields_of(model: type[Any], body: Any) -> set[str]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from events.web.hardening import ONE_YEAR, WebSecuritySettings
-from events.web.headers import API_CSP, header_set
-from events.web.limits import (
+from webapi.hardening import ONE_YEAR, WebSecuritySettings
+from webapi.headers import API_CSP, header_set
+from webapi.limits import (
     MESSAGE_TOO_BIG,
     POLICY_VIOLATION,
     LocalCounters,

@@ -2,7 +2,7 @@ from typing import Any
 
 import pytest
 
-from events.web.text_guard import nul_path
+from webapi.text_guard import nul_path
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import ValidationError
 
-from events.web.auth import (
+from webapi.auth import (
     DEFAULT_SECRET,
     AuthSettings,
     TokenVerifier,

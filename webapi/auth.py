@@ -19,8 +19,8 @@ from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.secrets import SecretFilesMixin
-from events.web.jwks import JwksKeys
-from events.web.problems import ProblemError
+from webapi.jwks import JwksKeys
+from webapi.problems import ProblemError
 
 DEFAULT_SECRET = "taskflow-local-development-secret-change-me"  # noqa: S105 - refused outside local
 OPERATOR = "operator"

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from quart import Blueprint, Response
 
-from events.web.openapi import JSON_OBJECT, PROBLEM_REF, document_status
-from events.web.problems import PROBLEM_JSON, problem_response
+from webapi.openapi import JSON_OBJECT, PROBLEM_REF, document_status
+from webapi.problems import PROBLEM_JSON, problem_response
 
 Check = Callable[[], Awaitable[None]]
 

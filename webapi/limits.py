@@ -15,7 +15,7 @@ from limits.errors import StorageError
 from limits.storage import Storage, storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 
-from events.web.problems import ProblemError
+from webapi.problems import ProblemError
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from quart import Quart, request, websocket
 from quart.wrappers.base import BaseRequestWebsocket
 
 from events.secrets import SecretFilesMixin
-from events.web.auth import Principal, TokenVerifier, Unauthorized
-from events.web.cors import check_origins, install_cors
-from events.web.headers import install_secure_headers
-from events.web.limits import MessageGuard, RateLimits, parse_limit
-from events.web.text_guard import install_text_guard
+from webapi.auth import Principal, TokenVerifier, Unauthorized
+from webapi.cors import check_origins, install_cors
+from webapi.headers import install_secure_headers
+from webapi.limits import MessageGuard, RateLimits, parse_limit
+from webapi.text_guard import install_text_guard
 
 EXTENSION = "taskflow.hardening"
 # Probes and scrapes come from the platform, often all from one address.

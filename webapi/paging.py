@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from events.web.problems import ValidationProblem
+from webapi.problems import ValidationProblem
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200

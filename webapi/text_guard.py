@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from quart import Quart, request
 
-from events.web.problems import ProblemError, ValidationProblem
+from webapi.problems import ProblemError, ValidationProblem
 
 MESSAGE = "must not contain the NUL character (U+0000)"
 

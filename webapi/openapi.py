@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from quart_schema import OpenAPIProvider
 from werkzeug.routing import Rule
 
-from events.web.problems import PROBLEM_JSON
+from webapi.problems import PROBLEM_JSON
 
 T = TypeVar("T")
 _RESPONSES_ATTRIBUTE = "_taskflow_openapi_responses"
