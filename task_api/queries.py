@@ -7,23 +7,24 @@ import uuid
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 
+from task_api.commands import TaskFilter
 from task_api.db.models import Task
-from task_api.http.schemas import TaskListQuery
 from webapi.paging import decode_cursor, encode_cursor
 
 
 async def list_tasks(
-    conn: BaseDBAsyncClient, user_id: str, query: TaskListQuery
+    conn: BaseDBAsyncClient, user_id: str, query: TaskFilter
 ) -> tuple[list[Task], str | None]:
     """One page of the user's tasks in id (creation) order, and the cursor of the next."""
     filters = Task.filter(user_id=user_id)
-    if query.status != "all":
+    if query.status is not None:
         filters = filters.filter(status=query.status)
     if query.tag:
         filters = filters.filter(tags__contains=[query.tag])
-    if query.q:
+    if query.text:
         # Tortoise escapes LIKE wildcards in the value itself.
-        filters = filters.filter(Q(title__icontains=query.q) | Q(description__icontains=query.q))
+        text = query.text
+        filters = filters.filter(Q(title__icontains=text) | Q(description__icontains=text))
     if query.due_before:
         filters = filters.filter(due_at__lt=query.due_before)
     if query.due_after:

@@ -7,6 +7,7 @@ outbox row commit or roll back as one.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,22 +30,11 @@ from events.payloads import (
 from events.topics import Topics
 from observability.propagation import current_traceparent
 from reminders.domain.recurrence import next_occurrence
+from task_api.commands import WRITABLE, CreateTask, UpdateTask
 from task_api.db import outbox
 from task_api.db.models import Task
 from task_api.db.writes import insert_task_with_event
 from task_api.exceptions import InvalidTask, StateConflict, TaskNotFound, VersionMismatch
-from task_api.http.schemas import TaskCreate, TaskPatch
-
-WRITABLE = (
-    "title",
-    "description",
-    "due_at",
-    "timezone",
-    "priority",
-    "tags",
-    "reminders",
-    "recurrence",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +83,17 @@ def snapshot(task: Task) -> TaskState:
     return TaskState(**state_of(task))
 
 
-def _reminders_json(reminders: list[Any]) -> list[dict[str, Any]]:
+def _reminders_json(reminders: Iterable[ReminderSpec]) -> list[dict[str, Any]]:
     return [r.model_dump(mode="json", exclude_none=True) for r in reminders]
+
+
+def _stored(name: str, value: Any) -> Any:
+    """A command's field value as the task row holds it."""
+    if name == "reminders":
+        return _reminders_json(value)
+    if name == "tags":
+        return list(value)
+    return value
 
 
 def _check_consistency(task: Task) -> None:
@@ -143,7 +142,7 @@ async def _record_change(
 
 
 async def create_task(
-    conn: BaseDBAsyncClient, sink: EventSink, user_id: str, data: TaskCreate, now: datetime
+    conn: BaseDBAsyncClient, sink: EventSink, user_id: str, data: CreateTask, now: datetime
 ) -> TaskState:
     """Create the task; returns its state (the event's payload, reused for the reply)."""
     task = Task(
@@ -154,7 +153,7 @@ async def create_task(
         due_at=data.due_at,
         timezone=data.timezone,
         priority=data.priority,
-        tags=data.tags,
+        tags=list(data.tags),
         reminders=_reminders_json(data.reminders),
         recurrence=data.recurrence,
         status="open",
@@ -172,20 +171,16 @@ async def update_task(
     conn: BaseDBAsyncClient,
     sink: EventSink,
     user_id: str,
-    task_id: uuid.UUID,
-    patch: TaskPatch,
-    if_match: int | None,
+    command: UpdateTask,
     now: datetime,
 ) -> Task:
-    """Apply the fields present in `patch`; a patch that changes nothing emits nothing."""
-    task = await _lock_task(conn, user_id, task_id, if_match)
+    """Apply the changes the command names; one that changes nothing emits nothing."""
+    task = await _lock_task(conn, user_id, command.task_id, command.expected_version)
     changed: list[str] = []
     for name in WRITABLE:
-        if name not in patch.model_fields_set:
+        if name not in command.changes:
             continue
-        value = getattr(patch, name)
-        if name == "reminders":
-            value = _reminders_json(value)
+        value = _stored(name, command.changes[name])
         if getattr(task, name) != value:
             setattr(task, name, value)
             changed.append(name)

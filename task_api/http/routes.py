@@ -82,10 +82,10 @@ async def write(handler: Handler) -> Response:
 @validate_request(TaskCreate)
 @document_response(TaskOut, 201)
 async def create_task(data: TaskCreate) -> Response:
-    ctx, user_id = task_context(), principal().user_id
+    ctx, user_id, command = task_context(), principal().user_id, data.to_command()
 
     async def handler(conn: BaseDBAsyncClient) -> Reply:
-        state = await services.create_task(conn, ctx.sink, user_id, data, ctx.clock())
+        state = await services.create_task(conn, ctx.sink, user_id, command, ctx.clock())
         return state_reply(state, 201, location=True)
 
     return await write(handler)
@@ -96,7 +96,9 @@ async def create_task(data: TaskCreate) -> Response:
 @document_response(TaskPage)
 async def list_tasks(query_args: TaskListQuery) -> Response:
     async with in_transaction() as conn:
-        page, next_cursor = await queries.list_tasks(conn, principal().user_id, query_args)
+        page, next_cursor = await queries.list_tasks(
+            conn, principal().user_id, query_args.to_filter()
+        )
     body = b'{"items":[' + b",".join(task_json(t) for t in page) + b'],"next_cursor":'
     body += orjson.dumps(next_cursor) + b"}"
     return Response(body, content_type="application/json")
@@ -114,12 +116,11 @@ async def get_task(task_id: uuid.UUID) -> Response:
 @validate_request(TaskPatch)
 @document_response(TaskOut)
 async def update_task(task_id: uuid.UUID, data: TaskPatch) -> Response:
-    ctx, user_id, version = task_context(), principal().user_id, if_match()
+    ctx, user_id = task_context(), principal().user_id
+    command = data.to_command(task_id, if_match())
 
     async def handler(conn: BaseDBAsyncClient) -> Reply:
-        task = await services.update_task(
-            conn, ctx.sink, user_id, task_id, data, version, ctx.clock()
-        )
+        task = await services.update_task(conn, ctx.sink, user_id, command, ctx.clock())
         return task_reply(task)
 
     return await write(handler)

@@ -1,8 +1,10 @@
-"""Request and query schemas of the task API (validated by quart-schema, 422 on failure)."""
+"""Request and query schemas of the task API (validated by quart-schema, 422 on failure),
+and their translation into the use cases' commands."""
 
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,8 +20,9 @@ from pydantic import (
     model_validator,
 )
 
-from events.payloads import Priority
+from events.payloads import Priority, ReminderSpec
 from reminders.domain import recurrence
+from task_api.commands import CreateTask, TaskFilter, UpdateTask
 from webapi.paging import DEFAULT_LIMIT, MAX_LIMIT
 
 _ISO_DURATION = re.compile(r"^P(?!$)(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$")
@@ -92,6 +95,9 @@ class ReminderIn(StrictModel):
             raise ValueError("'before' must be between PT0S and P366D")
         return self
 
+    def to_spec(self) -> ReminderSpec:
+        return ReminderSpec(before=self.before, at=self.at)
+
 
 Reminders = Annotated[list[ReminderIn], Field(max_length=10)]
 
@@ -105,6 +111,18 @@ class TaskCreate(StrictModel):
     tags: Tags = []
     reminders: Reminders = []
     recurrence: RRule = None
+
+    def to_command(self) -> CreateTask:
+        return CreateTask(
+            title=self.title,
+            description=self.description,
+            due_at=self.due_at,
+            timezone=self.timezone,
+            priority=self.priority,
+            tags=tuple(self.tags),
+            reminders=tuple(r.to_spec() for r in self.reminders),
+            recurrence=self.recurrence,
+        )
 
 
 class TaskPatch(StrictModel):
@@ -126,6 +144,15 @@ class TaskPatch(StrictModel):
         if value is None:
             raise ValueError("cannot be null")
         return value
+
+    def to_command(self, task_id: uuid.UUID, expected_version: int | None) -> UpdateTask:
+        """The fields present in the body (and only those) become the changes."""
+        changes: dict[str, Any] = {name: getattr(self, name) for name in self.model_fields_set}
+        if self.reminders is not None and "reminders" in changes:
+            changes["reminders"] = tuple(r.to_spec() for r in self.reminders)
+        if self.tags is not None and "tags" in changes:
+            changes["tags"] = tuple(self.tags)
+        return UpdateTask(task_id, changes, expected_version)
 
 
 class SnoozeRequest(StrictModel):
@@ -152,3 +179,15 @@ class TaskListQuery(BaseModel):
     priority: Priority | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
     cursor: Annotated[str | None, Field(max_length=200)] = None
+
+    def to_filter(self) -> TaskFilter:
+        return TaskFilter(
+            status=None if self.status == "all" else self.status,
+            tag=self.tag,
+            text=self.q,
+            due_before=self.due_before,
+            due_after=self.due_after,
+            priority=self.priority,
+            limit=self.limit,
+            cursor=self.cursor,
+        )
