@@ -7,6 +7,8 @@ from typing import Any
 
 from quart import current_app
 
+from notify_ws.channels.webhook import target_policy
+from notify_ws.channels.webhook_targets import TargetPolicy
 from notify_ws.clock import Clock
 from notify_ws.hub.hub import Hub
 from notify_ws.hub.session import Session
@@ -26,6 +28,11 @@ class NotifyContext:
     # Opened in before_serving; None until then.
     pool: Any = None
     session: Session = field(init=False)
+    # Where webhooks may go: checked on PUT /preferences and again at each delivery.
+    webhook_targets: TargetPolicy = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.webhook_targets = target_policy(self.config)
 
 
 def notify_context() -> NotifyContext:

@@ -65,7 +65,8 @@ class Service:
             async with pool.acquire() as conn:
                 await pf.delete_subscription(conn, sub.user_id, sub.id)
 
-        return [SmtpEmail(s), WebPush(s, load, drop), Webhook(s, time.time)]
+        webhook = Webhook(s, time.time, self.ctx.webhook_targets)
+        return [SmtpEmail(s), WebPush(s, load, drop), webhook]
 
     def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro, name=name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -74,6 +75,12 @@ class NotifySettings(SecretFilesMixin, BaseSettings):
 
     webhook_secret: SecretStr = SecretStr(DEFAULT_WEBHOOK_SECRET)
     webhook_signature_header: str = "X-TaskFlow-Signature"
+    # Webhook targets (SSRF): outside local mode only public addresses, plus these exact
+    # host names and these networks (CIDR) for internal receivers; both JSON lists.
+    webhook_allowed_hosts: list[str] = []
+    webhook_allowed_networks: list[IPv4Network | IPv6Network] = []
+    # How much of a receiver's answer is read before the connection is dropped.
+    webhook_max_response_bytes: int = Field(64 * 1024, ge=0)
 
     # WebSocket hub
     ws_queue_size: int = 256
@@ -100,3 +107,8 @@ class Config:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     security: WebSecuritySettings = field(default_factory=WebSecuritySettings)
+
+    @property
+    def local(self) -> bool:
+        """Local mode needs both `TASKFLOW_ENV` and `TASKFLOW_NOTIFY_ENV` to say so."""
+        return self.auth.env == "local" and self.notify.env == "local"

@@ -10,7 +10,7 @@ from quart_schema import validate_querystring, validate_request, validate_respon
 from notify_ws.context import notify_context
 from notify_ws.db import notifications as nt
 from notify_ws.db import preferences as pf
-from notify_ws.exceptions import NotificationNotFound, SubscriptionNotFound
+from notify_ws.exceptions import InvalidPreferences, NotificationNotFound, SubscriptionNotFound
 from notify_ws.http.schemas import (
     InboxPage,
     InboxQuery,
@@ -107,6 +107,10 @@ async def get_preferences() -> Preferences:
 @validate_response(Preferences)
 async def put_preferences(data: Preferences) -> Preferences:
     ctx = notify_context()
+    if data.webhook_url is not None:
+        why = await ctx.webhook_targets.check_url(str(data.webhook_url))
+        if why is not None:
+            raise InvalidPreferences("webhook_url", f"webhook_url is not allowed: {why}")
     async with ctx.pool.acquire() as conn:
         await pf.put(conn, user_id(), data, ctx.clock.now())
     return data
