@@ -6,7 +6,6 @@ import asyncio
 
 from prometheus_client import CollectorRegistry
 from quart import Quart, request
-from quart_schema import QuartSchema
 
 from audit_store.db.pool import create_pool
 from audit_store.digests import Signer
@@ -16,12 +15,9 @@ from audit_store.ports import Clock, utc_now
 from audit_store.services import AuditServices
 from audit_store.settings import AuditSettings
 from events.kafka import KafkaSettings
-from observability.quart import instrument_app
+from runtime.web import WebService, service_app
 from webapi.auth import AuthSettings
-from webapi.hardening import WebSecuritySettings, install_hardening
-from webapi.openapi import ProblemOpenAPIProvider
-from webapi.probes import probes_blueprint
-from webapi.problems import install_problem_handlers
+from webapi.hardening import WebSecuritySettings
 
 MAX_BODY = 1024 * 1024
 SERVICE_NAME = "taskflow-audit-service"
@@ -38,33 +34,28 @@ def create_app(
     """Build the app; clients connect in `before_serving`, never at import or here."""
     settings = settings or AuditSettings()
     auth = auth or AuthSettings()
-    app = Quart("audit_store")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
-    QuartSchema(
-        app,
-        info={"title": "TaskFlow audit service", "version": "1"},
-        openapi_provider_class=ProblemOpenAPIProvider,
-    )
-    install_problem_handlers(app)
     tokens = auth.verifier()
-    install_hardening(app, security or WebSecuritySettings(), tokens)
     registry = CollectorRegistry()
-    instrument_app(app, SERVICE_NAME, registry)
     metrics = AuditMetrics(registry)
     state: dict[str, AuditServices] = {}
 
     async def check_database() -> None:
         await state["services"].pool.fetchval("SELECT 1")
 
-    async def check_kafka() -> None:
-        reader = state["services"].watermarks
-        if reader is not None:
-            await asyncio.to_thread(reader.check)
-
-    checks = {"database": check_database}
-    if kafka is not None:
-        checks["kafka"] = check_kafka
-    app.register_blueprint(probes_blueprint(checks, registry))
+    # Readiness is the database only: the audit API reads its store; the dataflow, not this
+    # service, consumes Kafka (consumer lag is a metric and an alert).
+    app = service_app(
+        WebService(
+            name=SERVICE_NAME,
+            title="TaskFlow audit service",
+            import_name="audit_store",
+            max_body_bytes=MAX_BODY,
+            ready_checks={"database": check_database},
+        ),
+        registry,
+        tokens,
+        security or WebSecuritySettings(),
+    )
     app.register_blueprint(audit)
 
     @app.before_serving

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
-
-from hypercorn.asyncio import serve as hypercorn_serve
-from hypercorn.config import Config
-
 from audit_store.app import SERVICE_NAME, create_app
 from audit_store.db.migrate import migrate as apply_migrations
 from audit_store.db.pool import create_pool
@@ -15,28 +9,20 @@ from audit_store.ports import utc_now
 from audit_store.retention import purge as run_purge
 from audit_store.settings import AuditSettings
 from events.kafka import KafkaSettings
-from observability.logs import setup_logging
-from observability.tracing import setup_tracing
+from runtime.servers import ServerOptions
+from runtime.service import ServiceSpec, run_service
 
 
 def serve(host: str | None = None, port: int | None = None) -> None:
     """Run the audit API (and its digest, purge and verify schedules) until SIGINT/SIGTERM."""
     settings = AuditSettings()
-    config = Config()
-    config.bind = [f"{host or settings.host}:{port or settings.port}"]
-    config.accesslog = None
-    setup_logging(SERVICE_NAME)
-    setup_tracing(SERVICE_NAME)
-    app = create_app(settings, kafka=KafkaSettings())
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await hypercorn_serve(app, config, shutdown_trigger=stop.wait)
-
-    asyncio.run(main())
+    run_service(
+        ServiceSpec(
+            name=SERVICE_NAME,
+            build_app=lambda: create_app(settings, kafka=KafkaSettings()),
+            options=ServerOptions(host=host or settings.host, port=port or settings.port),
+        )
+    )
 
 
 async def migrate() -> None:

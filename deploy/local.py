@@ -26,7 +26,7 @@ from typing import Any
 import psutil
 
 from deploy.broker import ensure_topics, start_broker
-from deploy.database import ensure_database, server_url, start_embedded
+from deploy.database import server_url, start_embedded
 from deploy.local_console import Console, Row
 from deploy.local_env import (
     DATAFLOWS,
@@ -54,9 +54,10 @@ from deploy.local_steps import (
 )
 from deploy.supervisor import NotReady, Supervisor, tail
 from events.kafka import KafkaSettings
+from runtime.database import ensure_database
 from webapi.auth import issue_token, local_secret
 
-REPUBLISH = "import asyncio, task_api.cli as c; asyncio.run(c.republish_snapshots())"
+REPUBLISH = ("snapshots", "republish")  # a `taskflow` command, run as a step of its own
 
 
 async def _databases(admin_url: str, names: Mapping[str, str]) -> dict[str, str]:
@@ -195,7 +196,7 @@ def _up(
                 ensure_recovery(layout.recovery(flow), full_env, log)
     if fresh and "task-api" in selected:
         console.step("empty broker: republishing open tasks as task.snapshot events")
-        republish = [sys.executable, "-c", REPUBLISH]
+        republish = [sys.executable, "-m", "deploy.cli", *REPUBLISH]
         run_step("republish", republish, full_env, layout.logs / "republish.log", stop)
     _check(stop)
 

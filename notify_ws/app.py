@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable
 
 from quart import Quart
-from quart_schema import QuartSchema
 
 from notify_ws.clock import Clock, SystemClock
 from notify_ws.context import NotifyContext
@@ -17,10 +16,7 @@ from notify_ws.hub.hub import Hub
 from notify_ws.metrics import Metrics
 from notify_ws.service import ChannelFactory, Service
 from notify_ws.settings import Config
-from webapi.hardening import install_hardening
-from webapi.openapi import ProblemOpenAPIProvider
-from webapi.probes import probes_blueprint
-from webapi.problems import install_problem_handlers
+from runtime.web import WebService, service_app
 
 SERVICE_NAME = "taskflow-notification-service"
 
@@ -30,7 +26,6 @@ def create_app(
     clock: Clock | None = None,
     channels: ChannelFactory | None = None,
     monotonic: Callable[[], float] = time.monotonic,
-    instrument: bool = True,
 ) -> Quart:
     """The Quart app (REST + /ws) with worker, dispatcher and hub started in before_serving."""
     config = config or Config()
@@ -44,44 +39,31 @@ def create_app(
         tokens=config.auth.verifier(),
     )
     service = Service(ctx, channels, monotonic)
-
-    app = Quart(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = config.notify.max_body_bytes
-    app.config["QUART_SCHEMA_CONVERSION_PREFERENCE"] = "pydantic"
-    QuartSchema(
-        app,
-        info={"title": "TaskFlow notification service", "version": "1.0.0"},
-        security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}},
-        security=[{"bearer": []}],
-        openapi_provider_class=ProblemOpenAPIProvider,
-    )
-    install_problem_handlers(app)
-    install_hardening(app, config.security, ctx.tokens, page_csp={"/console": CONSOLE_CSP})
-    app.extensions["notify_ws"] = ctx
-    app.extensions["notify_ws.service"] = service
-    app.register_blueprint(
-        probes_blueprint(
-            {
+    app = service_app(
+        WebService(
+            name=SERVICE_NAME,
+            title="TaskFlow notification service",
+            import_name=__name__,
+            max_body_bytes=config.notify.max_body_bytes,
+            ready_checks={
                 "database": service.check_database,
-                "kafka": service.check_kafka,
                 "background": service.check_tasks,
             },
-            metrics.registry,
-        )
+            startup_checks={"kafka": service.check_kafka},
+            page_csp={"/console": CONSOLE_CSP},
+            # A socket lives for hours: a span over its life says nothing and costs memory
+            # per connection. Notification frames are traced from Kafka instead.
+            untraced_paths=("/ws",),
+        ),
+        metrics.registry,
+        ctx.tokens,
+        config.security,
     )
+    app.extensions["notify_ws"] = ctx
+    app.extensions["notify_ws.service"] = service
     app.register_blueprint(api)
     app.register_blueprint(ws)
     app.register_blueprint(console)
-    if instrument:
-        from observability.quart import DEFAULT_EXCLUDED_URLS, instrument_app
-        from observability.tracing import setup_tracing
-
-        setup_tracing(SERVICE_NAME)
-        # A socket lives for hours: a span over its life says nothing and costs memory
-        # per connection. Notification frames are traced from Kafka instead.
-        instrument_app(
-            app, SERVICE_NAME, metrics.registry, excluded_urls=DEFAULT_EXCLUDED_URLS + ",/ws$"
-        )
 
     @app.before_serving
     async def start() -> None:

@@ -2,89 +2,61 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
+from collections.abc import Callable
 
-from hypercorn.asyncio import serve as hypercorn_serve
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.protocol import ws_stream
-from wsproto.extensions import PerMessageDeflate
+from quart import Quart
 
 from notify_ws.settings import Config, NotifySettings
+from runtime.servers import ServerName, ServerOptions
+from runtime.service import ServiceSpec, run_service
+
+# Measured side by side with the hub bench (docs/adr/0009-asgi-server.md).
+DEFAULT_SERVER: ServerName = "hypercorn"
 
 
-class _NoDeflate(PerMessageDeflate):
-    """Declines permessage-deflate: its zlib state costs ~260 KiB per socket, far more than
-    small JSON frames save. Hypercorn offers it unconditionally, so it is swapped here."""
-
-    def accept(self, offer: str) -> None:
-        return None
-
-
-def hypercorn_config(
+def server_options(
     settings: NotifySettings, host: str, port: int, max_message_bytes: int = 64 * 1024
-) -> HypercornConfig:
-    if not settings.ws_compression:
-        ws_stream.PerMessageDeflate = _NoDeflate  # type: ignore[attr-defined]
-    config = HypercornConfig()
-    config.bind = [f"{host}:{port}"]
-    config.accesslog = None
-    config.graceful_timeout = 5.0
-    # Reconnect storms (a hub restart) arrive as thousands of handshakes at once.
-    config.backlog = 4096
-    # Hypercorn buffers a message up to this size, then closes with 1009 (16 MiB default).
-    config.websocket_max_message_size = max_message_bytes
-    if settings.ws_ping_interval is not None:
-        config.websocket_ping_interval = settings.ws_ping_interval.total_seconds()
-    return config
-
-
-async def run(config: Config, host: str, port: int) -> None:
-    """Serve until SIGTERM/SIGINT; WebSockets get 1001 before the server stops."""
-    from notify_ws.app import create_app, service_of
-
-    app = create_app(config)
-    stop = asyncio.Event()
-    failed = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-    def fatal() -> None:
-        failed.set()
-        stop.set()
-
-    service_of(app).on_fatal = fatal
-
-    async def shutdown_trigger() -> None:
-        await stop.wait()
-        # Close our sockets with a proper code while the server still runs.
-        service = service_of(app)
-        await service.ctx.hub.shutdown(config.notify.ws_close_timeout.total_seconds())
-
-    await hypercorn_serve(
-        app,
-        hypercorn_config(config.notify, host, port, config.security.ws_max_message_bytes),
-        shutdown_trigger=shutdown_trigger,
+) -> ServerOptions:
+    """Server limits of the hub: handshake backlog, message size (1009 above), pings."""
+    ping = settings.ws_ping_interval
+    return ServerOptions(
+        host=host,
+        port=port,
+        graceful_timeout=5.0,
+        ws_max_message_bytes=max_message_bytes,
+        ws_ping_interval=ping.total_seconds() if ping is not None else None,
+        ws_compression=settings.ws_compression,
     )
-    if failed.is_set():
-        raise SystemExit("a background part of the notification service died; see the log")
 
 
 def serve(host: str | None = None, port: int | None = None) -> None:
     """`taskflow serve notify`: worker + hub + REST in one process."""
-    from notify_ws.app import SERVICE_NAME
-    from observability.logs import setup_logging
+    from notify_ws.app import SERVICE_NAME, create_app, service_of
 
-    setup_logging(SERVICE_NAME)
     config = Config()
-    main = run(config, host or config.notify.host, port or config.notify.port)
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
+
+    async def close_sockets(app: Quart) -> None:
+        # Close our sockets with a proper code (1001) while the server still runs.
+        await service_of(app).ctx.hub.shutdown(config.notify.ws_close_timeout.total_seconds())
+
+    def on_fatal(app: Quart, fatal: Callable[[], None]) -> None:
+        service_of(app).on_fatal = fatal
+
+    run_service(
+        ServiceSpec(
+            name=SERVICE_NAME,
+            build_app=lambda: create_app(config),
+            options=server_options(
+                config.notify,
+                host or config.notify.host,
+                port or config.notify.port,
+                config.security.ws_max_message_bytes,
+            ),
+            default_server=DEFAULT_SERVER,
+            before_stop=close_sockets,
+            on_fatal=on_fatal,
+        )
+    )
 
 
 async def migrate() -> None:

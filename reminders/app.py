@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 from quart import Quart, request
-from quart_schema import QuartSchema
 
 from events.kafka import KafkaSettings
 from reminders.db import store
@@ -18,13 +15,12 @@ from reminders.domain.clock import Clock, system_clock
 from reminders.http.routes import api
 from reminders.metrics import ReadModelCollector
 from reminders.settings import ReminderSettings
+from runtime.web import WebService, service_app
 from webapi.auth import AuthSettings, TokenVerifier
-from webapi.hardening import WebSecuritySettings, install_hardening
-from webapi.openapi import ProblemOpenAPIProvider
-from webapi.probes import probes_blueprint
-from webapi.problems import install_problem_handlers
+from webapi.hardening import WebSecuritySettings
 
 MAX_BODY = 1024 * 1024
+SERVICE_NAME = "taskflow-reminder-service"
 
 
 @dataclass
@@ -37,7 +33,6 @@ class ServiceContext:
     kafka: KafkaSettings
     collector: ReadModelCollector = field(default_factory=ReadModelCollector)
     pool: Any = None
-    admin: AdminClient | None = None
 
 
 def create_app(
@@ -57,17 +52,6 @@ def create_app(
         clock=clock,
         kafka=kafka or KafkaSettings(),
     )
-    app = Quart(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
-    app.extensions["reminders"] = ctx
-    QuartSchema(
-        app,
-        info={"title": "TaskFlow reminder service", "version": "1"},
-        openapi_provider_class=ProblemOpenAPIProvider,
-    )
-    install_problem_handlers(app)
-    install_hardening(app, security or WebSecuritySettings(), ctx.tokens)
-
     registry = CollectorRegistry()
     registry.register(ctx.collector)
 
@@ -75,17 +59,25 @@ def create_app(
         async with ctx.pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
 
-    async def kafka_check() -> None:
-        assert ctx.admin is not None  # noqa: S101 - set in before_serving
-        await asyncio.to_thread(ctx.admin.list_topics, None, 2.0)
-
-    app.register_blueprint(probes_blueprint({"database": database, "kafka": kafka_check}, registry))
+    # Readiness is the database only: this API reads the schedule the dataflow writes.
+    app = service_app(
+        WebService(
+            name=SERVICE_NAME,
+            title="TaskFlow reminder service",
+            import_name=__name__,
+            max_body_bytes=MAX_BODY,
+            ready_checks={"database": database},
+        ),
+        registry,
+        ctx.tokens,
+        security or WebSecuritySettings(),
+    )
+    app.extensions["reminders"] = ctx
     app.register_blueprint(api)
 
     @app.before_serving
     async def _open() -> None:
         ctx.pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10)
-        ctx.admin = AdminClient(ctx.kafka.admin())
 
     @app.after_serving
     async def _close() -> None:

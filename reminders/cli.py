@@ -2,36 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from urllib.parse import urlsplit
 
-from hypercorn.asyncio import serve as hypercorn_serve
-from hypercorn.config import Config
-
-from deploy.database import ensure_database, with_database
 from reminders.db.migrate import migrate_url
 from reminders.settings import ReminderSettings
+from runtime.database import ensure_database, with_database
+from runtime.servers import ServerOptions
+from runtime.service import ServiceSpec, run_service
 
 
 def serve(host: str | None = None, port: int | None = None) -> None:
     """Run the read API until SIGINT/SIGTERM, then close connections cleanly."""
-    from reminders.app import create_app
+    from reminders.app import SERVICE_NAME, create_app
 
     settings = ReminderSettings()
-    config = Config()
-    config.bind = [f"{host or settings.host}:{port or settings.port}"]
-    config.graceful_timeout = 5.0
-    app = create_app(settings)
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await hypercorn_serve(app, config, shutdown_trigger=stop.wait)
-
-    asyncio.run(main())
+    run_service(
+        ServiceSpec(
+            name=SERVICE_NAME,
+            build_app=lambda: create_app(settings),
+            options=ServerOptions(host=host or settings.host, port=port or settings.port),
+        )
+    )
 
 
 async def migrate() -> None:

@@ -13,37 +13,56 @@ from tortoise.transactions import in_transaction
 from events.producer import AsyncProducer
 from observability.logs import setup_logging
 from observability.tracing import setup_tracing
+from runtime.servers import ServerName, ServerOptions
+from runtime.service import ServiceSpec, run_service
 from task_api.db.outbox import resend_published_since
 from task_api.metrics import TaskMetrics
 from task_api.relay import RELAY_PRODUCER, OutboxRelay
 from task_api.services import EventSink, republish_open_tasks
 from task_api.settings import Config, TaskApiSettings
 
+# Measured side by side with the bare-echo bench (docs/adr/0009-asgi-server.md).
+DEFAULT_SERVER: ServerName = "hypercorn"
+
 
 def serve(host: str | None = None, port: int | None = None) -> None:
-    """Run the API (and the in-process relay) on Hypercorn until SIGINT/SIGTERM."""
-    from hypercorn.asyncio import serve as hypercorn_serve
+    """Run the API (and the in-process relay) until SIGINT/SIGTERM."""
+    from task_api.app import SERVICE_NAME, create_app
+
+    config = Config()
+    settings = config.service
+    if settings.workers > 1:
+        _serve_workers(settings, host, port)
+        return
+    run_service(
+        ServiceSpec(
+            name=SERVICE_NAME,
+            build_app=lambda: create_app(config),
+            options=ServerOptions(
+                host=host or settings.host, port=port or settings.port, graceful_timeout=10
+            ),
+            default_server=DEFAULT_SERVER,
+        )
+    )
+
+
+def _serve_workers(settings: TaskApiSettings, host: str | None, port: int | None) -> None:
+    """Several worker processes on one port (Hypercorn's process manager); each builds its
+    own app and relay (relays share the outbox safely) through `worker_app`."""
     from hypercorn.config import Config as HypercornConfig
     from hypercorn.run import run as hypercorn_run
 
-    from task_api.app import SERVICE_NAME, create_app
+    from task_api.app import SERVICE_NAME
 
     setup_logging(SERVICE_NAME)
-    config = Config()
     server = HypercornConfig()
-    server.bind = [f"{host or config.service.host}:{port or config.service.port}"]
+    server.bind = [f"{host or settings.host}:{port or settings.port}"]
     server.accesslog = None
     server.graceful_timeout = 10
-    if config.service.workers > 1:
-        # Worker processes each build their own app (and relay: relays share the outbox
-        # safely). Hypercorn's parent process handles the signals.
-        server.application_path = "task_api.cli:worker_app()"
-        server.workers = config.service.workers
-        server.worker_class = "uvloop"
-        hypercorn_run(server)
-        return
-    app = create_app(config)
-    _run_until_signal(lambda stop: hypercorn_serve(app, server, shutdown_trigger=stop.wait))
+    server.application_path = "task_api.cli:worker_app()"
+    server.workers = settings.workers
+    server.worker_class = "uvloop"
+    hypercorn_run(server)
 
 
 def worker_app() -> object:

@@ -10,9 +10,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from tortoise.backends.base.config_generator import expand_db_url
 
-from deploy.database import tortoise_url
 from events.kafka import KafkaSettings
 from events.secrets import SecretFilesMixin
+from runtime.database import tortoise_url
 from webapi.auth import AuthSettings
 from webapi.hardening import WebSecuritySettings
 

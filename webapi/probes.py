@@ -15,10 +15,21 @@ Check = Callable[[], Awaitable[None]]
 
 
 def probes_blueprint(
-    checks: Mapping[str, Check], registry: CollectorRegistry, timeout: float = 3.0
+    checks: Mapping[str, Check],
+    registry: CollectorRegistry,
+    timeout: float = 3.0,
+    *,
+    startup: Mapping[str, Check] | None = None,
 ) -> Blueprint:
-    """Liveness, readiness (each named dependency checked) and Prometheus metrics."""
+    """Liveness, readiness and Prometheus metrics.
+
+    Readiness runs every check in `checks` on each probe (what the service needs to answer
+    its requests: its database). `startup` checks must pass once, before the first ready
+    answer (a consumer holding its partitions); once passed they are not asked again, so a
+    later broker outage does not take the service out of its load balancer.
+    """
     probes = Blueprint("probes", __name__)
+    pending_startup = dict(startup or {})
 
     @probes.get("/healthz")
     @document_status(200, "Alive", "application/json", JSON_OBJECT)
@@ -30,6 +41,13 @@ def probes_blueprint(
     @document_status(503, "A dependency is unreachable", PROBLEM_JSON, PROBLEM_REF)
     async def readyz() -> Response | dict[str, object]:
         failing: dict[str, str] = {}
+        for name, check in list(pending_startup.items()):
+            try:
+                await asyncio.wait_for(check(), timeout)
+            except Exception as exc:  # noqa: BLE001 - not started yet
+                failing[name] = f"{type(exc).__name__}: {exc}" or type(exc).__name__
+            else:
+                del pending_startup[name]
         for name, check in checks.items():
             try:
                 await asyncio.wait_for(check(), timeout)
@@ -44,7 +62,7 @@ def probes_blueprint(
                 "not-ready",
                 [{"field": name, "message": why} for name, why in failing.items()],
             )
-        return {"status": "ready", "checks": {name: "ok" for name in checks}}
+        return {"status": "ready", "checks": {name: "ok" for name in [*(startup or {}), *checks]}}
 
     @probes.get("/metrics")
     @document_status(200, "Prometheus text", CONTENT_TYPE_LATEST.split(";")[0], {"type": "string"})

@@ -9,7 +9,7 @@ from collections import defaultdict
 import asyncpg
 import psutil
 
-from deploy.database import with_database
+from runtime.database import with_database
 from tests.bench._e2e_observer import Key
 from tests.bench._harness import percentile
 from tests.e2e.system import System

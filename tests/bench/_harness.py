@@ -16,8 +16,9 @@ from pathlib import Path
 import httpx
 
 from deploy.broker import LocalBroker, ensure_topics, start_broker
-from deploy.database import drop_database, ensure_database, server_url, start_embedded
+from deploy.database import server_url, start_embedded
 from events.kafka import KafkaSettings
+from runtime.database import drop_database, ensure_database
 
 
 @contextmanager

@@ -37,8 +37,9 @@ sys.path.insert(0, str(ROOT))
 
 from audit_store.db.migrate import migrate  # noqa: E402
 from deploy.broker import ensure_topics, start_broker  # noqa: E402
-from deploy.database import drop_database, ensure_database, server_url, start_embedded  # noqa: E402
+from deploy.database import server_url, start_embedded  # noqa: E402
 from events.kafka import KafkaSettings  # noqa: E402
+from runtime.database import drop_database, ensure_database  # noqa: E402
 from tests.integration.audit.support import init_recovery, start_flow  # noqa: E402
 
 

@@ -48,7 +48,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from deploy.database import with_database
+from runtime.database import with_database
 from tests.bench._e2e_load import Change, Load
 from tests.bench._e2e_observer import Key, Observer
 from tests.bench._e2e_probes import (

@@ -37,12 +37,12 @@ import orjson
 import psutil
 
 from deploy.broker import ensure_topics, free_port, start_broker
-from deploy.database import drop_database, ensure_database
 from events.codec import Envelope, encode
 from events.kafka import KafkaSettings
 from events.payloads import NotificationBody, NotificationCreated, TaskCreated
 from events.producer import AsyncProducer
 from notify_ws.db.migrate import migrate
+from runtime.database import drop_database, ensure_database
 from webapi.auth import issue_token
 
 SECRET = "bench-secret-0123456789abcdef0123456789"

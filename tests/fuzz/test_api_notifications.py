@@ -29,7 +29,7 @@ def test_every_operation_answers_by_its_schema(
         auth=AuthSettings(jwt_secret=SECRET),
         security=NO_RATE_LIMITS,
     )
-    with served(lambda: create_app(config, instrument=False), _close_sockets) as base:
+    with served(lambda: create_app(config), _close_sockets) as base:
         signed_in = fuzz_api(base, bearer(token("fuzz-user")), max_examples=25)
         anonymous = fuzz_api(base, None, max_examples=5)
     assert_clean(signed_in, anonymous)

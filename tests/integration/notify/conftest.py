@@ -1,4 +1,4 @@
-"""Notification-service fixtures: a migrated database, an in-process Hypercorn server
+"""Notification-service fixtures: a migrated database, an in-process server (the service default)
 running the real app, a real SMTP server (aiosmtpd), Kafka helpers and WebSocket clients."""
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import orjson
 import pytest
 from aiosmtpd.controller import Controller
 from confluent_kafka import Consumer, TopicPartition
-from hypercorn.asyncio import serve
 from quart import Quart
 
 from deploy.broker import free_port
@@ -29,11 +28,12 @@ from events.kafka import KafkaSettings
 from events.payloads import Payload, TaskCreated
 from events.producer import AsyncProducer
 from notify_ws.app import create_app, service_of
-from notify_ws.cli import hypercorn_config
+from notify_ws.cli import DEFAULT_SERVER, server_options
 from notify_ws.clock import Clock
 from notify_ws.db.migrate import migrate
 from notify_ws.service import ChannelFactory
 from notify_ws.settings import Config, NotifySettings
+from runtime.servers import serve
 from webapi.auth import AuthSettings, issue_token
 
 SECRET = "integration-test-secret-0123456789abcdef"
@@ -163,17 +163,27 @@ async def running(
 ) -> AsyncIterator[Running]:
     """The real app on Hypercorn on a free port, in this process."""
     config = Config(notify=settings, kafka=kafka, auth=AuthSettings(jwt_secret=SECRET))
-    app = create_app(config, clock=clock, channels=channels, instrument=False)
+    app = create_app(config, clock=clock, channels=channels)
     port = free_port()
     stop = asyncio.Event()
 
-    async def trigger() -> None:
-        await stop.wait()
-        await service_of(app).ctx.hub.shutdown(2.0)
+    server_stop = asyncio.Event()
 
-    task = asyncio.create_task(
-        serve(app, hypercorn_config(settings, "127.0.0.1", port), shutdown_trigger=trigger)
-    )  # type: ignore[arg-type]
+    async def serve_until_stopped() -> None:
+        async def trigger() -> None:
+            await stop.wait()
+            await service_of(app).ctx.hub.shutdown(2.0)
+            server_stop.set()
+
+        closer = asyncio.create_task(trigger())
+        try:
+            await serve(
+                DEFAULT_SERVER, app, server_options(settings, "127.0.0.1", port), server_stop
+            )
+        finally:
+            closer.cancel()
+
+    task = asyncio.create_task(serve_until_stopped())
     run = Running(app, port, config, stop, task)
     run.http = httpx.AsyncClient(base_url=run.base, timeout=10)
 

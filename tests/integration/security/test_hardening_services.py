@@ -51,7 +51,7 @@ async def service(
         app = task_app(TaskConfig(kafka=kafka, auth=AUTH, security=LIMITED))
         path = "/api/v1/tasks"
     elif name == "notify_ws":
-        app = notify_app(NotifyConfig(kafka=kafka, auth=AUTH, security=LIMITED), instrument=False)
+        app = notify_app(NotifyConfig(kafka=kafka, auth=AUTH, security=LIMITED))
         path = "/api/v1/notifications"
     elif name == "audit_store":
         url = await create_database("hardening_audit")
@@ -87,7 +87,7 @@ async def test_a_flood_from_one_address_is_refused_with_429(service: tuple[str, 
 
 async def test_the_console_page_gets_a_policy_that_lets_it_run() -> None:
     kafka = KafkaSettings(bootstrap="127.0.0.1:9")
-    app = notify_app(NotifyConfig(kafka=kafka, auth=AUTH), instrument=False)
+    app = notify_app(NotifyConfig(kafka=kafka, auth=AUTH))
     response = await app.test_client().get("/console")
     assert response.status_code == 200
     csp = response.headers["Content-Security-Policy"]

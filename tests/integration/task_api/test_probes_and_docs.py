@@ -17,7 +17,8 @@ async def test_health_and_readiness(client: Client) -> None:
     assert (await client.get("/healthz")).status_code == 200
     ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert (await ready.get_json())["checks"] == {"database": "ok", "kafka": "ok"}
+    # The broker is not a readiness dependency of a REST API (writes wait in the outbox).
+    assert (await ready.get_json())["checks"] == {"database": "ok"}
 
 
 async def test_metrics_cover_requests_and_the_outbox(

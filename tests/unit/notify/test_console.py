@@ -17,7 +17,7 @@ SECRET = "console-unit-test-secret-0123456789abcdef0123456789"
 
 def app_for(env: Literal["local", "production"]) -> Quart:
     auth = AuthSettings(env=env, jwt_secret=SECRET)
-    return create_app(Config(auth=auth), instrument=False)
+    return create_app(Config(auth=auth))
 
 
 @pytest.fixture(scope="module")
