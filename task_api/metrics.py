@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from observability.metrics.domain import OutboxMetrics
 from observability.metrics.messaging import MessagingMetrics
@@ -19,3 +19,32 @@ class TaskMetrics:
     @classmethod
     def create(cls, registry: CollectorRegistry) -> TaskMetrics:
         return cls(registry, OutboxMetrics(registry), MessagingMetrics(registry))
+
+
+@dataclass(frozen=True)
+class McpMetrics:
+    """MCP tool calls by tool and outcome (`ok`, `invalid_arguments`, `task_not_found`, ...)."""
+
+    calls: Counter
+    duration: Histogram
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> McpMetrics:
+        return cls(
+            Counter(
+                "taskflow_mcp_tool_calls",
+                "MCP tool calls by tool and outcome",
+                ["tool", "outcome"],
+                registry=registry,
+            ),
+            Histogram(
+                "taskflow_mcp_tool_call_duration_seconds",
+                "MCP tool call duration by tool",
+                ["tool"],
+                registry=registry,
+            ),
+        )
+
+    def observe(self, tool: str, outcome: str, seconds: float) -> None:
+        self.calls.labels(tool, outcome).inc()
+        self.duration.labels(tool).observe(seconds)

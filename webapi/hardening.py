@@ -128,6 +128,12 @@ class Hardening:
         ip = self.client_ip(websocket)
         self._check("ws", ip, principal, self._ws_per_ip, self._ws_per_user)
 
+    def check_http(self, ip: str, principal: Principal | None) -> None:
+        """Charge one HTTP request to the IP's and the user's budgets (for ASGI apps mounted
+        beside the Quart app, e.g. the task service's MCP endpoint); `TooManyRequests`."""
+        if self.settings.rate_limit_enabled:
+            self._check("http", ip, principal, self._per_ip, self._per_user)
+
     def _check(
         self,
         namespace: str,

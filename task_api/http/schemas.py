@@ -22,7 +22,7 @@ from pydantic import (
 
 from events.payloads import Priority, ReminderSpec
 from reminders.domain import recurrence
-from task_api.commands import CreateTask, TaskFilter, UpdateTask
+from task_api.commands import WRITABLE, CreateTask, TaskFilter, UpdateTask
 from webapi.paging import DEFAULT_LIMIT, MAX_LIMIT
 
 _ISO_DURATION = re.compile(r"^P(?!$)(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$")
@@ -147,7 +147,8 @@ class TaskPatch(StrictModel):
 
     def to_command(self, task_id: uuid.UUID, expected_version: int | None) -> UpdateTask:
         """The fields present in the body (and only those) become the changes."""
-        changes: dict[str, Any] = {name: getattr(self, name) for name in self.model_fields_set}
+        present = [name for name in WRITABLE if name in self.model_fields_set]
+        changes: dict[str, Any] = {name: getattr(self, name) for name in present}
         if self.reminders is not None and "reminders" in changes:
             changes["reminders"] = tuple(r.to_spec() for r in self.reminders)
         if self.tags is not None and "tags" in changes:
