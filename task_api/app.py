@@ -17,7 +17,6 @@ from runtime.web import WebService, service_app
 from task_api.context import Clock, TaskContext, utc_now
 from task_api.http.routes import tasks
 from task_api.mcp import mount_mcp
-from task_api.mcp import mount_mcp
 from task_api.metrics import TaskMetrics
 from task_api.relay import RELAY_PRODUCER, OutboxRelay
 from task_api.services import EventSink
@@ -84,8 +83,6 @@ def create_app(
     app.extensions["task_api"] = context
     relay_task: asyncio.Task[None] | None = None
     app.register_blueprint(tasks)
-    # The second front door (issue 15): MCP at /mcp, same use cases, context and limits.
-    mount_mcp(app, context, config, registry, service_name=SERVICE_NAME)
     # The second front door (issue 15): MCP at /mcp, same use cases, context and limits.
     mount_mcp(app, context, config, registry, service_name=SERVICE_NAME)
 
