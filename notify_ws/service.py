@@ -110,7 +110,7 @@ class Service:
             self._spawn("worker", self.worker.run(self.stop_event))
             self._spawn("outbox-sweep", self._sweep(publisher))
         if s.run_hub:
-            self.feed = Feed(kafka, ctx.hub, ctx.metrics, s.hub_fetch_wait_ms)
+            self.feed = Feed(kafka, ctx.hub, ctx.metrics, kafka.fetch_wait_ms(s.hub_fetch_wait_ms))
             reads = ReadListener(s.database_url, pool, ctx.hub)
             self._spawn("hub-feed", self.feed.run(self.stop_event))
             self._spawn("read-listener", reads.run(self.stop_event))

@@ -102,7 +102,7 @@ def flow_from_settings(
     _setup_observability(audit)
     topics = kafka.topics
     config: dict[str, Any] = kafka.common() | {
-        "fetch.wait.max.ms": audit.flow_fetch_wait_ms,
+        "fetch.wait.max.ms": kafka.fetch_wait_ms(audit.flow_fetch_wait_ms),
         # A resume offset past the log end (a local broker that lost its log) restarts
         # from the beginning, never from the end: the store skips what it already has.
         "auto.offset.reset": "earliest",

@@ -145,7 +145,7 @@ def flow_from_env() -> Dataflow:
         tail=True,
         add_config={
             **common,
-            "fetch.wait.max.ms": str(settings.fetch_wait_max_ms),
+            "fetch.wait.max.ms": str(kafka.fetch_wait_ms(settings.fetch_wait_max_ms)),
             # One consumer per partition, each prefetching up to 64 MiB by default: while
             # catching up that buffer, not the timers, dominated the flow's memory.
             "queued.max.messages.kbytes": str(settings.source_prefetch_kib),
