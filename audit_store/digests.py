@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -52,11 +53,16 @@ class Digest:
 
 
 class Signer:
-    """Signs and checks digest messages with the configured key."""
+    """Signs and checks digest messages with the configured key; `retired` keys (key id to
+    key) only check the digests signed before a rotation."""
 
-    def __init__(self, algorithm: str, key: str, key_id: str) -> None:
+    def __init__(
+        self, algorithm: str, key: str, key_id: str, retired: Mapping[str, str] | None = None
+    ) -> None:
         self.algorithm = algorithm
         self.key_id = key_id
+        self._retired = dict(retired or {})
+        self._checkers: dict[tuple[str, str], Signer] = {(algorithm, key_id): self}
         if algorithm == "ed25519":
             self._private = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(key))
             self._public = self._private.public_key()
@@ -69,7 +75,16 @@ class Signer:
             settings.digest_algorithm,
             settings.digest_key.get_secret_value(),
             settings.digest_key_id,
+            {kid: key.get_secret_value() for kid, key in settings.digest_retired_keys.items()},
         )
+
+    def for_digest(self, algorithm: str, key_id: str) -> Signer | None:
+        """The signer that checks a digest signed with `key_id` (None: that key is unknown)."""
+        found = self._checkers.get((algorithm, key_id))
+        if found is None and key_id in self._retired:
+            found = Signer(algorithm, self._retired[key_id], key_id)
+            self._checkers[(algorithm, key_id)] = found
+        return found
 
     def sign(self, message: bytes) -> str:
         if self.algorithm == "ed25519":

@@ -44,6 +44,9 @@ class AuditSettings(SecretFilesMixin, BaseSettings):
     # HMAC: the secret itself. Ed25519: the 32-byte private seed as hex (64 chars).
     digest_key: SecretStr = SecretStr(DEFAULT_DIGEST_KEY)
     digest_key_id: str = "k1"
+    # Keys rotated out (key id -> key, as JSON): they only check older digests. Rotating:
+    # move the old key here under its id, then set a new key and a new key id.
+    digest_retired_keys: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
     digest_interval: timedelta = timedelta(minutes=5)
 
     # Retention: days to keep per type or prefix ("notification."); null = forever.
@@ -74,6 +77,11 @@ class AuditSettings(SecretFilesMixin, BaseSettings):
         key = self.digest_key.get_secret_value()
         if self.env != "local" and (key == DEFAULT_DIGEST_KEY or len(key) < 32):
             raise ValueError("TASKFLOW_AUDIT_DIGEST_KEY must be set (32+ chars) outside local mode")
+        if self.digest_key_id in self.digest_retired_keys:
+            raise ValueError(
+                f"TASKFLOW_AUDIT_DIGEST_KEY_ID {self.digest_key_id!r} is also a retired key id:"
+                " a rotated key needs a new id"
+            )
         if self.digest_algorithm == "ed25519":
             try:
                 seed = bytes.fromhex(key)

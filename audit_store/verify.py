@@ -123,7 +123,11 @@ def check_digests(
             row["created_at"],
         )
         to_seq = digest.to_seq
-        if not signer.check(digest.message(), row["signature"]):
+        checker = signer.for_digest(digest.algorithm, digest.key_id)
+        if checker is None:
+            reason = f"digest signed with unknown key id {digest.key_id!r} ({digest.algorithm})"
+            return BadEntry(chain_id, to_seq, None, reason)
+        if not checker.check(digest.message(), row["signature"]):
             return BadEntry(chain_id, to_seq, None, "digest signature is invalid")
         if digest.prev_signature != prev_sig or digest.from_seq != prev_to + 1:
             return BadEntry(chain_id, to_seq, None, "digest chain is broken")

@@ -1,78 +1,225 @@
 """`taskflow`: one command for every process and chore.
 
-Each service exposes its entry points in its own `cli.py`; this module only parses
-arguments and imports the one that is asked for, so services never import each other.
+Each service exposes its entry points in its own `cli.py`; this module parses arguments
+and calls them. Each handler imports what it runs, so `taskflow --help` stays fast and a
+command loads only its own service.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
+import json
+import os
 import sys
-from collections.abc import Callable, Sequence
-from datetime import timedelta
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-SERVICES = {
-    "task-api": "task_api.cli",
-    "notify": "notify_ws.cli",
-    "audit": "audit_store.cli",
-    "reminders": "reminders.cli",
+if TYPE_CHECKING:
+    from deploy.dlq import DeadLetterStore
+
+
+class ServiceEntry(NamedTuple):
+    serve: Callable[[str | None, int | None], None]
+    migrate: Callable[[], Coroutine[Any, Any, None]]
+
+
+def _task_api() -> ServiceEntry:
+    from task_api import cli
+
+    return ServiceEntry(cli.serve, cli.migrate)
+
+
+def _notify() -> ServiceEntry:
+    from notify_ws import cli
+
+    return ServiceEntry(cli.serve, cli.migrate)
+
+
+def _audit() -> ServiceEntry:
+    from audit_store import cli
+
+    return ServiceEntry(cli.serve, cli.migrate)
+
+
+def _reminders() -> ServiceEntry:
+    from reminders import cli
+
+    return ServiceEntry(cli.serve, cli.migrate)
+
+
+SERVICES: dict[str, Callable[[], ServiceEntry]] = {
+    "task-api": _task_api,
+    "notify": _notify,
+    "audit": _audit,
+    "reminders": _reminders,
 }
-
-
-def _entry(module: str, name: str) -> Callable[..., Any]:
-    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+DeadLetters = Callable[[], "DeadLetterStore"]
 
 
 def _serve(args: argparse.Namespace) -> int:
-    _entry(SERVICES[args.service], "serve")(host=args.host, port=args.port)
+    SERVICES[args.service]().serve(args.host, args.port)
     return 0
 
 
 def _migrate(args: argparse.Namespace) -> int:
     for service in args.services or list(SERVICES):
-        migrate = _entry(SERVICES[service], "migrate")
-        asyncio.run(migrate())
+        asyncio.run(SERVICES[service]().migrate())
         print(f"migrated {service}")
     return 0
 
 
 def _relay(args: argparse.Namespace) -> int:
-    _entry("task_api.cli", "relay")()
+    from task_api.cli import relay
+
+    relay()
     return 0
 
 
 def _broker(args: argparse.Namespace) -> int:
-    _entry("deploy.local", "run_broker")(port=args.port)
+    from deploy.local import run_broker
+
+    run_broker(port=args.port)
     return 0
 
 
 def _up(args: argparse.Namespace) -> int:
-    return int(_entry("deploy.local", "up")(data_dir=args.data_dir))
+    from deploy.local import up
+
+    return up(data_dir=args.data_dir)
 
 
 def _token(args: argparse.Namespace) -> int:
-    print(
-        _entry("deploy.local", "dev_token")(
-            args.user, tuple(args.role), timedelta(seconds=args.ttl)
-        )
-    )
+    from deploy.local import dev_token
+
+    print(dev_token(args.user, tuple(args.role), timedelta(seconds=args.ttl)))
     return 0
 
 
 def _audit_purge(args: argparse.Namespace) -> int:
-    asyncio.run(_entry("audit_store.cli", "purge")())
+    from audit_store.cli import purge
+
+    asyncio.run(purge())
     return 0
 
 
 def _vapid_keys(args: argparse.Namespace) -> int:
-    _entry("notify_ws.cli", "vapid_keys")()
+    from notify_ws.cli import vapid_keys
+
+    vapid_keys()
     return 0
+
+
+def _snapshots_republish(args: argparse.Namespace) -> int:
+    from task_api.cli import republish_snapshots
+
+    count = asyncio.run(republish_snapshots())
+    print(f"republished {count} open tasks as task.snapshot (and re-sent recent events)")
+    return 0
+
+
+def _recovery_reset(args: argparse.Namespace) -> int:
+    from deploy.recovery import RecoveryError, recovery_dir, reset
+
+    data_dir = Path(args.data_dir)
+    try:
+        directory = recovery_dir(args.flow, data_dir, args.recovery_dir)
+        done = reset(directory, data_dir, args.partitions, keep_backup=not args.no_backup)
+    except RecoveryError as exc:
+        print(f"taskflow: recovery not reset: {exc}", file=sys.stderr)
+        return 1
+    kept = f"; the old store is in {done.backup}" if done.backup else ""
+    print(f"reset {args.flow} recovery in {done.directory} ({done.partitions} partitions){kept}")
+    if args.flow == "reminders":
+        print("next: `taskflow snapshots republish`, so the flow rebuilds its timers")
+    return 0
+
+
+def _kafka_dead_letters() -> DeadLetterStore:
+    from deploy.dlq import KafkaDeadLetterStore
+    from events.kafka import KafkaSettings
+
+    return KafkaDeadLetterStore(KafkaSettings())
+
+
+def _dlq_list(args: argparse.Namespace) -> int:
+    from deploy.dlq import DlqError, parse_since, select
+
+    try:
+        since = parse_since(args.since, datetime.now(UTC)) if args.since else None
+    except ValueError as exc:
+        print(f"taskflow: {exc}", file=sys.stderr)
+        return 2
+    store: DeadLetterStore = args.dead_letters()
+    try:
+        letters = store.read()
+    except DlqError as exc:
+        print(f"taskflow: {exc}", file=sys.stderr)
+        return 1
+    for letter in select(letters, args.topic, since):
+        print(json.dumps(letter.summary()) if args.json else letter.line())
+    return 0
+
+
+def _dlq_replay(args: argparse.Namespace) -> int:
+    from deploy.dlq import DlqError, pick, select
+
+    if bool(args.ids) == args.all:
+        print("taskflow: give dead-letter ids or --all (not both)", file=sys.stderr)
+        return 2
+    store: DeadLetterStore = args.dead_letters()
+    try:
+        letters = store.read()
+        chosen = select(letters, args.topic) if args.all else pick(letters, args.ids)
+        replayed = asyncio.run(store.republish(chosen))
+    except DlqError as exc:
+        print(f"taskflow: {exc}", file=sys.stderr)
+        return 1
+    for item in replayed:
+        print(item.line())
+    print(f"replayed {len(replayed)} dead letters")
+    return 0
+
+
+def _operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dlq = sub.add_parser("dlq", help="list and replay dead letters (taskflow.dlq)")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    listing = dlq_sub.add_parser("list", help="one line per dead letter: id, when, origin")
+    listing.add_argument("--topic", help="only dead letters from this origin topic")
+    listing.add_argument("--since", help="ISO time (2026-01-15T12:00Z) or duration (2h, PT30M)")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.set_defaults(func=_dlq_list)
+    replay = dlq_sub.add_parser("replay", help="re-publish dead letters to their origin topic")
+    replay.add_argument("ids", nargs="*", metavar="ID", help="ids as `dlq list` prints them")
+    replay.add_argument("--all", action="store_true", help="every dead letter (see --topic)")
+    replay.add_argument("--topic", help="with --all: only those from this origin topic")
+    replay.set_defaults(func=_dlq_replay)
+
+    snapshots = sub.add_parser("snapshots", help="task snapshots")
+    snapshots_sub = snapshots.add_subparsers(dest="snapshots_command", required=True)
+    republish = snapshots_sub.add_parser(
+        "republish", help="re-send recent events, then a task.snapshot of every open task"
+    )
+    republish.set_defaults(func=_snapshots_republish)
+
+    recovery = sub.add_parser("recovery", help="dataflow recovery stores")
+    recovery_sub = recovery.add_subparsers(dest="recovery_command", required=True)
+    reset = recovery_sub.add_parser(
+        "reset",
+        help="start a flow's recovery store afresh (after the broker lost its log)",
+        description="Refused while the flow runs. See docs/operations.md.",
+    )
+    reset.add_argument("flow", choices=["audit", "reminders"])
+    reset.add_argument("--recovery-dir", type=Path, default=None, help="the store itself")
+    reset.add_argument("--data-dir", default=os.environ.get("TASKFLOW_DATA_DIR", ".taskflow"))
+    reset.add_argument("--partitions", type=int, default=None, help="default: as before")
+    reset.add_argument("--no-backup", action="store_true", help="delete the old store")
+    reset.set_defaults(func=_recovery_reset)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -113,11 +260,14 @@ def parser() -> argparse.ArgumentParser:
 
     vapid = sub.add_parser("vapid-keys", help="generate a VAPID key pair for Web Push")
     vapid.set_defaults(func=_vapid_keys)
+    _operator_commands(sub)
     return root
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, dead_letters: DeadLetters | None = None) -> int:
+    """Run one command; `dead_letters` replaces the Kafka DLQ store (tests)."""
     args = parser().parse_args(argv)
+    args.dead_letters = dead_letters or _kafka_dead_letters
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

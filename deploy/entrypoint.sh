@@ -15,7 +15,7 @@ case "${1:-}" in
     exec python -m bytewax.run "pipelines.${name}:flow" -r "$dir" \
       -s "${TASKFLOW_SNAPSHOT_SECONDS:-1}" -b "${TASKFLOW_BACKUP_SECONDS:-0}"
     ;;
-  -h|--help|serve|migrate|relay|token|audit|broker|up|vapid-keys)
+  -h|--help|serve|migrate|relay|token|audit|broker|up|vapid-keys|dlq|snapshots|recovery)
     exec taskflow "$@"
     ;;
   *)
