@@ -9,13 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeAlias
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind
-from opentelemetry.util.types import AttributeValue
 
 from observability.propagation import HeadersLike, extract_context, inject_headers
+
+# Our own alias, not `opentelemetry.util.types.AttributeValue`: opentelemetry-api 1.45.0
+# declares it by chained assignment, which mypy does not take as a type ("not valid as a
+# type"); 1.45.1 fixed it. These are the spec's attribute types, valid under every version.
+AttributeValue: TypeAlias = (
+    str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
+)
 
 _TRACER_NAME = "taskflow.messaging"
 # A proxy until the process sets its provider, then bound to it once: looking the tracer

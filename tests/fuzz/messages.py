@@ -49,6 +49,13 @@ def _templates() -> list[dict[str, Any]]:
 
 
 TEMPLATES = _templates()
+
+
+def _fresh(doc: Any) -> Any:
+    """A deep copy of a template part: strategies mutate what they draw, never TEMPLATES."""
+    return orjson.loads(orjson.dumps(doc))
+
+
 EVENT_TYPES = sorted({t["type"] for t in TEMPLATES} | {"task.updated", "task.exploded", ""})
 
 offsets = st.timedeltas(min_value=timedelta(hours=-23), max_value=timedelta(hours=23)).map(
@@ -79,7 +86,7 @@ json_values = st.recursive(
 def mutated_events(draw: st.DrawFn, of_type: str | None = None) -> bytes:
     """A valid CloudEvent (of `of_type`, or any) with one or two things wrong with it."""
     templates = [t for t in TEMPLATES if of_type in (None, t["type"])]
-    doc = orjson.loads(orjson.dumps(draw(st.sampled_from(templates))))
+    doc = _fresh(draw(st.sampled_from(templates)))
     for _ in range(draw(st.integers(1, 2))):
         kinds = ["attribute", "field", "drop", "type", "version", "swap", "time"]
         where = draw(st.sampled_from(kinds))
@@ -94,7 +101,8 @@ def mutated_events(draw: st.DrawFn, of_type: str | None = None) -> bytes:
         elif where == "version":
             doc["dataversion"] = draw(st.sampled_from(["2", "0", "-1", "x", "", "1.5"]))
         elif where == "swap":
-            doc["data"] = draw(st.sampled_from(TEMPLATES))["data"]
+            # A copy: a later "field" mutation must not write into the shared template.
+            doc["data"] = _fresh(draw(st.sampled_from(TEMPLATES))["data"])
         elif where == "time":
             doc["time"] = draw(times)
     return orjson.dumps(doc)
@@ -103,7 +111,7 @@ def mutated_events(draw: st.DrawFn, of_type: str | None = None) -> bytes:
 @st.composite
 def retimed_events(draw: st.DrawFn) -> bytes:
     """A valid CloudEvent whose `time` or one datetime field is any instant at any offset."""
-    doc = orjson.loads(orjson.dumps(draw(st.sampled_from(TEMPLATES))))
+    doc = _fresh(draw(st.sampled_from(TEMPLATES)))
     fields = [
         name for name, value in doc["data"].items() if isinstance(value, str) and "T" in value
     ]

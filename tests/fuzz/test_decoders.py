@@ -39,7 +39,16 @@ from tests.fuzz.messages import (
 )
 
 NOTIFICATION = next(t for t in TEMPLATES if t["type"] == "notification.created")
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def examples(count: int) -> int:
+    """`count`, or more when the loaded profile asks for more (`taskflow-deep`)."""
+    return max(count, settings().max_examples)
+
+
+FUZZ = settings(
+    max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 TOPIC = "taskflow.tasks"
 
 
@@ -168,7 +177,7 @@ class Commits:
         self.offsets += offsets
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.tuples(values, headers | st.none(), keys), min_size=1, max_size=8))
 def test_notification_worker_dead_letters_exactly_the_undecodable(
     batch: list[tuple[bytes | None, Headers | None, bytes | None]],
