@@ -96,7 +96,11 @@ def test_collector_pipelines_reference_defined_components() -> None:
     # Tempo must listen where the collector sends.
     tempo = yaml.safe_load((DEPLOY / "tempo.yaml").read_text())
     tempo_grpc = tempo["distributor"]["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
-    assert config["exporters"]["otlp/tempo"]["endpoint"].split(":")[-1] == tempo_grpc.split(":")[-1]
+    # The endpoint is per environment (${env:TEMPO_OTLP_ENDPOINT}); compose's value here.
+    compose = yaml.safe_load((DEPLOY.parent / "compose.yaml").read_text())
+    collector_env = compose["services"]["otel-collector"]["environment"]
+    assert config["exporters"]["otlp/tempo"]["endpoint"] == "${env:TEMPO_OTLP_ENDPOINT}"
+    assert collector_env["TEMPO_OTLP_ENDPOINT"].split(":")[-1] == tempo_grpc.split(":")[-1]
 
 
 def _datasources() -> dict[str, dict[str, Any]]:
