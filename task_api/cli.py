@@ -13,6 +13,7 @@ from tortoise.transactions import in_transaction
 from events.producer import AsyncProducer
 from observability.logs import setup_logging
 from observability.tracing import setup_tracing
+from runtime.migrations import advisory_lock_at
 from runtime.servers import ServerName, ServerOptions
 from runtime.service import ServiceSpec, run_service
 from task_api.db.outbox import resend_published_since
@@ -23,6 +24,8 @@ from task_api.settings import Config, TaskApiSettings
 
 # Measured side by side with the bare-echo bench (docs/adr/0009-asgi-server.md).
 DEFAULT_SERVER: ServerName = "hypercorn"
+# "task": held while Tortoise migrates, so two migrators (pods, `taskflow up`) take turns.
+MIGRATION_LOCK_KEY = 0x7461736B
 
 
 def serve(host: str | None = None, port: int | None = None) -> None:
@@ -104,7 +107,8 @@ async def migrate() -> None:
     """Apply the task database's migrations (idempotent)."""
     settings = TaskApiSettings()
     try:
-        await run_migrations(config=settings.tortoise_config())
+        async with advisory_lock_at(settings.database_url, MIGRATION_LOCK_KEY):
+            await run_migrations(config=settings.tortoise_config())
     finally:
         await Tortoise.close_connections()
 
