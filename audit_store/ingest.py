@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
@@ -27,10 +27,12 @@ from audit_store.db.entries import (
     lock_heads,
 )
 from audit_store.ports import DeadLetters
-from audit_store.records import AuditRecord, Poison
+from audit_store.records import AuditRecord, Origin, Poison
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
+# A chain head's new row: chain_id, seq, hash, last offset, new dead letters, latency (s).
+_HeadUpdate = tuple[str, int, str, int, int, float | None]
 
 
 class _ShortInsert(Exception):
@@ -129,67 +131,36 @@ class ChainWriter:
         self, conn: asyncpg.Connection, items: Sequence[AuditRecord | Poison], lookup: bool
     ) -> WriteResult:
         now = self._clock()
-        by_chain: dict[str, list[AuditRecord | Poison]] = {}
-        origins: dict[str, tuple[str, int]] = {}
-        for item in items:
-            by_chain.setdefault(item.origin.chain_id, []).append(item)
-            origins[item.origin.chain_id] = (item.origin.topic, item.origin.partition)
+        by_chain, origins = _group_by_chain(items)
         heads = await lock_heads(conn, origins, now, ensure=not self._known.issuperset(origins))
-        for chain_items in by_chain.values():
-            chain_items.sort(key=lambda i: i.origin.offset)
-        # Records at or below a head's offset are normally re-deliveries after a restart
-        # (already stored). One whose id is not stored means the partition restarted from
-        # offset 0 (a local broker that lost its log): it is new, not a replay.
-        below = [
-            i.event_id
-            for cid, its in by_chain.items()
-            for i in its
-            if isinstance(i, AuditRecord) and i.origin.offset <= heads[cid].last_offset
-        ]
-        stored = await existing(conn, below) if below else set()
-        replayed = set(stored)
-        if lookup:  # a redo: a concurrent writer may have stored some of the rest
-            stored |= await existing(
-                conn,
-                [
-                    i.event_id
-                    for its in by_chain.values()
-                    for i in its
-                    if isinstance(i, AuditRecord)
-                ],
-            )
+        replayed, stored = await _stored_ids(conn, by_chain, heads, lookup)
         result = WriteResult()
         rows: list[Row] = []
         poison: list[Poison] = []
-        head_updates = []
+        head_updates: list[_HeadUpdate] = []
         for cid, chain_items in by_chain.items():
             head = heads[cid]
-            records: list[AuditRecord] = []
-            dlq = 0
-            reset = False
-            for item in chain_items:
-                old = item.origin.offset <= head.last_offset
-                if isinstance(item, Poison):
-                    poison.append(item)  # re-sent if replayed: dead letters are at-least-once
-                    dlq += 0 if old else 1
-                elif item.event_id in replayed and old:
-                    result.replayed += 1
-                elif item.event_id in stored:
-                    result.duplicates += 1
-                else:
-                    reset = reset or old
-                    stored.add(item.event_id)
-                    records.append(item)
-            chain_rows, new_head = chain_entries(head, records, now)
+            plan = _sort_out(chain_items, head, replayed, stored)
+            chain_rows, new_head = chain_entries(head, plan.records, now)
             rows.extend(chain_rows)
+            poison.extend(plan.poison)
+            result.replayed += plan.replayed
+            result.duplicates += plan.duplicates
             newest = chain_items[-1].origin
-            last = newest.offset if reset else max(head.last_offset, newest.offset)
-            latency = (
-                max(0.0, now.timestamp() - newest.timestamp_ms / 1000)
-                if newest.timestamp_ms
-                else None
-            )
-            head_updates.append((cid, new_head.seq, new_head.hash, last, dlq, latency))
+            head_updates.append(_head_update(cid, head, new_head, newest, plan, now))
+        result.inserted = await self._store(conn, rows, head_updates, poison, now)
+        result.dead_lettered = len(poison)
+        return result
+
+    async def _store(
+        self,
+        conn: asyncpg.Connection,
+        rows: list[Row],
+        head_updates: list[_HeadUpdate],
+        poison: list[Poison],
+        now: datetime,
+    ) -> int:
+        """Insert the rows, advance the heads, dead-letter poison; returns the rows inserted."""
         inserted = await insert_rows(conn, rows)
         if inserted != len(rows):
             raise _ShortInsert(f"{len(rows) - inserted} event ids were stored concurrently")
@@ -198,9 +169,92 @@ class ChainWriter:
         if poison:
             # Before commit: if the DLQ is unreachable the batch is redone, never lost.
             self._dlq.send(poison)
-        result.inserted = inserted
-        result.dead_lettered = len(poison)
-        return result
+        return inserted
+
+
+@dataclass
+class _ChainPlan:
+    """What one chain's items of a batch come to."""
+
+    records: list[AuditRecord] = field(default_factory=list)  # new: to chain and insert
+    poison: list[Poison] = field(default_factory=list)
+    new_dead_letters: int = 0  # poison above the head's offset (not a re-delivery)
+    replayed: int = 0
+    duplicates: int = 0
+    reset: bool = False  # a new record at or below the head's offset: the partition restarted
+
+
+def _group_by_chain(
+    items: Sequence[AuditRecord | Poison],
+) -> tuple[dict[str, list[AuditRecord | Poison]], dict[str, tuple[str, int]]]:
+    """Items per chain in offset order, and each chain's (topic, partition)."""
+    by_chain: dict[str, list[AuditRecord | Poison]] = {}
+    origins: dict[str, tuple[str, int]] = {}
+    for item in items:
+        by_chain.setdefault(item.origin.chain_id, []).append(item)
+        origins[item.origin.chain_id] = (item.origin.topic, item.origin.partition)
+    for chain_items in by_chain.values():
+        chain_items.sort(key=lambda i: i.origin.offset)
+    return by_chain, origins
+
+
+async def _stored_ids(
+    conn: asyncpg.Connection,
+    by_chain: dict[str, list[AuditRecord | Poison]],
+    heads: dict[str, Head],
+    lookup: bool,
+) -> tuple[set[str], set[str]]:
+    """(replayed, stored): the re-delivered ids, and every id of the batch known stored."""
+    # Records at or below a head's offset are normally re-deliveries after a restart
+    # (already stored). One whose id is not stored means the partition restarted from
+    # offset 0 (a local broker that lost its log): it is new, not a replay.
+    below = [
+        i.event_id
+        for cid, its in by_chain.items()
+        for i in its
+        if isinstance(i, AuditRecord) and i.origin.offset <= heads[cid].last_offset
+    ]
+    stored = await existing(conn, below) if below else set()
+    replayed = set(stored)
+    if lookup:  # a redo: a concurrent writer may have stored some of the rest
+        stored |= await existing(
+            conn,
+            [i.event_id for its in by_chain.values() for i in its if isinstance(i, AuditRecord)],
+        )
+    return replayed, stored
+
+
+def _sort_out(
+    chain_items: list[AuditRecord | Poison], head: Head, replayed: set[str], stored: set[str]
+) -> _ChainPlan:
+    """Sort one chain's items into new records, replays, duplicates and poison; adds the new
+    records' ids to `stored`, so a repeat later in the batch is a duplicate."""
+    plan = _ChainPlan()
+    for item in chain_items:
+        old = item.origin.offset <= head.last_offset
+        if isinstance(item, Poison):
+            plan.poison.append(item)  # re-sent if replayed: dead letters are at-least-once
+            plan.new_dead_letters += 0 if old else 1
+        elif item.event_id in replayed and old:
+            plan.replayed += 1
+        elif item.event_id in stored:
+            plan.duplicates += 1
+        else:
+            plan.reset = plan.reset or old
+            stored.add(item.event_id)
+            plan.records.append(item)
+    return plan
+
+
+def _head_update(
+    cid: str, head: Head, new_head: Head, newest: Origin, plan: _ChainPlan, now: datetime
+) -> _HeadUpdate:
+    """The chain head's new row: seq and hash, last offset seen, dead letters, latency."""
+    last = newest.offset if plan.reset else max(head.last_offset, newest.offset)
+    latency = (
+        max(0.0, now.timestamp() - newest.timestamp_ms / 1000) if newest.timestamp_ms else None
+    )
+    return (cid, new_head.seq, new_head.hash, last, plan.new_dead_letters, latency)
 
 
 LOCAL_TOPIC = "audit-service"
