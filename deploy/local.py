@@ -39,6 +39,7 @@ from deploy.local_env import (
     ensure_recovery,
     external_database,
     external_kafka,
+    local_partitions,
     reset_recovery,
     vapid_keys,
 )
@@ -168,6 +169,8 @@ def _up(
     else:
         rows.append(("broker", "-", f"{bootstrap} (external)", "-"))
     kafka = KafkaSettings(bootstrap=bootstrap)
+    if started_broker:
+        kafka = kafka.model_copy(update={"partitions": local_partitions(os.environ)})
     created = ensure_topics(kafka)
     fresh = kafka.topics.tasks in created
     if created:
@@ -284,7 +287,9 @@ def run_broker(port: int = 9092) -> None:
     with signals(stop):
         broker = start_broker(port)
         try:
-            created = ensure_topics(KafkaSettings(bootstrap=broker.bootstrap))
+            partitions = local_partitions(os.environ)
+            kafka = KafkaSettings(bootstrap=broker.bootstrap, partitions=partitions)
+            created = ensure_topics(kafka)
             print(f"broker on {broker.bootstrap} (pid {broker.process.pid}); topics: {created}")
             print("memory storage: everything is gone when it stops. Ctrl-C to stop.")
             while not stop.wait(0.5):

@@ -53,6 +53,18 @@ DATAFLOWS = (
 COMPONENTS = tuple(s.name for s in SERVICES) + tuple(d.name for d in DATAFLOWS)
 
 
+# Topics on the broker `taskflow up` starts: one partition each. One machine runs one
+# consumer of each topic anyway, and every extra partition is another consumer that polls
+# Tansu (Bytewax opens one per partition): 6 partitions cost ~6x the idle broker CPU.
+# TASKFLOW_KAFKA_PARTITIONS overrides it; a real cluster keeps its own count.
+LOCAL_PARTITIONS = 1
+
+
+def local_partitions(environ: Mapping[str, str]) -> int:
+    """The partition count for topics on the broker `taskflow up` started."""
+    return int(environ.get("TASKFLOW_KAFKA_PARTITIONS", LOCAL_PARTITIONS))
+
+
 class UpSettings(BaseSettings):
     """`TASKFLOW_UP_*`: knobs of the launcher itself (all optional)."""
 
@@ -170,6 +182,10 @@ def child_env(
     for service in SERVICES:
         if service.name in database_urls:
             defaults[f"{service.prefix}DATABASE_URL"] = database_urls[service.name]
+    if bootstrap is not None:
+        # Our own Tansu: its fetch behaviour (docs/performance.md) and a local topic size.
+        defaults["TASKFLOW_KAFKA_PROFILE"] = "tansu"
+        defaults["TASKFLOW_KAFKA_PARTITIONS"] = str(local_partitions(base))
     env = {key: value for key, value in defaults.items() if key not in base}
     if bootstrap is not None:
         env["TASKFLOW_KAFKA_BOOTSTRAP"] = bootstrap

@@ -21,6 +21,10 @@ from runtime.database import drop_database, ensure_database
 
 SESSION_TAG = uuid.uuid4().hex[:8]
 
+# The tests check that every sampled trace is whole, across processes too (children inherit
+# this): record them all. The shipped default ratio (0.1) has its own unit test.
+os.environ.setdefault("OTEL_TRACES_SAMPLER_ARG", "1.0")
+
 
 @pytest.fixture(scope="session")
 def pg_admin_url() -> Iterator[str]:

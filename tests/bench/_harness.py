@@ -69,11 +69,16 @@ BENCH_LIMITS = {
 
 @contextmanager
 def service_process(
-    args: list[str], env: dict[str, str], ready_url: str, timeout: float = 30
+    args: list[str],
+    env: dict[str, str],
+    ready_url: str,
+    timeout: float = 30,
+    module: str = "deploy.cli",
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `taskflow <args>` until `ready_url` answers 200; stopped by PID afterwards."""
+    """Run `python -m <module> <args>` (`taskflow <args>` by default) until `ready_url`
+    answers 200; stopped by PID afterwards."""
     process = subprocess.Popen(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "deploy.cli", *args],
+        [sys.executable, "-m", module, *args],
         env={**os.environ, **BENCH_LIMITS, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

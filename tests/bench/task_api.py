@@ -3,10 +3,13 @@
 Workload: `--clients` concurrent HTTP/1.1 keep-alive connections POST /api/v1/tasks for
 `--seconds` (after a warm-up), against `taskflow serve task-api` on PostgreSQL
 (TASKFLOW_TEST_DATABASE_URL or embedded) with the relay publishing to a local Tansu broker.
-The load comes from `wrk` (Debian package; as in tech-notes.md) when it is installed, else
-from an httpx client in its own process. Prints one JSON line.
+In the same run, the same load against a bare Quart JSON echo (tests/bench/echo_app.py)
+served by the same server: `ratio` is creates/s over echo requests/s (target >= 0.6).
+`--server` takes one server or a comma list (hypercorn,uvicorn,granian), each measured in
+turn. The load comes from `wrk` (Debian package; as in tech-notes.md) when it is installed,
+else from an httpx client in its own process. Prints one JSON line.
 
-    .venv/bin/python -m tests.bench.task_api --clients 32 --seconds 20 [--workers 2]
+    .venv/bin/python -m tests.bench.task_api --clients 32 --seconds 20 [--server uvicorn]
 """
 
 from __future__ import annotations
@@ -104,6 +107,19 @@ end
 """
 
 
+def _echo_load(server: str, clients: int, seconds: float, warmup: float) -> float:
+    """Requests/s of the bare echo on `server`, loaded exactly as the task API is."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with service_process(
+        ["--server", server, "--port", str(port)],
+        {},
+        f"{url}/readyz",
+        module="tests.bench.echo_app",
+    ):
+        return _wrk_load(url, clients, seconds, warmup)["creates_per_s"]
+
+
 def _wrk_load(url: str, clients: int, seconds: float, warmup: float) -> dict[str, float]:
     """Run wrk (warm-up first, unmeasured) and parse the summary its Lua hook prints."""
     token = issue_token(SECRET, "bench-user", ttl=timedelta(hours=1))
@@ -168,6 +184,33 @@ async def _publish_lag(database_url: str) -> dict[str, float]:
         await conn.close()
 
 
+def _start_profiler(pid: int, seconds: float) -> subprocess.Popen[bytes] | None:
+    """With TASKFLOW_BENCH_PYSPY=<file>, py-spy samples the server during the load and
+    writes raw (collapsed) stacks there: profile the run the figures come from."""
+    out = os.environ.get("TASKFLOW_BENCH_PYSPY")
+    if not out:
+        return None
+    return subprocess.Popen(  # noqa: S603 - fixed arguments
+        [
+            shutil.which("py-spy") or "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "100",
+            "--duration",
+            str(max(1, int(seconds))),
+            "--format",
+            "raw",
+            "--nonblocking",
+            "-o",
+            out,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def run_once(
     clients: int,
     seconds: float,
@@ -175,6 +218,7 @@ def run_once(
     workers: int = 1,
     use_wrk: bool = True,
     extra_env: Mapping[str, str] | None = None,
+    server: str | None = None,
 ) -> dict[str, Any]:
     """One measured run on a fresh database and broker; `extra_env` goes to the server
     only (e.g. OTEL_* settings), not to this process."""
@@ -192,6 +236,7 @@ def run_once(
             "TASKFLOW_JWT_SECRET": SECRET,
             "TASKFLOW_LOG_LEVEL": "WARNING",
             "TASKFLOW_TASK_API_WORKERS": str(workers),
+            **({"TASKFLOW_SERVER": server} if server else {}),
         }
         os.environ.update(env)  # `migrate` below reads the same settings
         asyncio.run(migrate())
@@ -203,6 +248,7 @@ def run_once(
         ) as server:
             server_processes = [psutil.Process(server.pid), *psutil.Process(server.pid).children()]
             cpu_before = sum(sum(p.cpu_times()[:2]) for p in server_processes)
+            profiler = _start_profiler(server.pid, warmup + seconds)
             if use_wrk:
                 load = _wrk_load(url, clients, seconds, warmup)
             else:
@@ -213,6 +259,8 @@ def run_once(
                 loader.start()
                 load = queue.get()
                 loader.join()
+            if profiler is not None:
+                profiler.wait()
             rss_mib = sum(p.memory_info().rss for p in server_processes) / 2**20
             # Wait for the outbox to drain while the server (and its relay) still runs.
             lag = asyncio.run(_publish_lag(db_url))
@@ -228,26 +276,52 @@ def run_once(
     }
 
 
+TARGET_RATIO = 0.6
+TARGET_LAG_P99_MS = 20.0
+
+
+def _measure_server(args: argparse.Namespace, server: str, use_wrk: bool) -> dict[str, Any]:
+    result = run_once(args.clients, args.seconds, args.warmup, args.workers, use_wrk, server=server)
+    result.pop("loader")
+    if use_wrk:
+        echo = _echo_load(server, args.clients, args.seconds, args.warmup)
+        result["echo_per_s"] = echo
+        result["ratio"] = result["creates_per_s"] / echo if echo else float("nan")
+    return {"server": server, **{k: round(v, 3) for k, v in result.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--workers", type=int, default=1, help="Hypercorn worker processes")
+    parser.add_argument("--server", default="", help="hypercorn, uvicorn, granian or a list")
     parser.add_argument("--loader", choices=["auto", "wrk", "httpx"], default="auto")
     args = parser.parse_args()
     use_wrk = args.loader == "wrk" or (args.loader == "auto" and shutil.which("wrk") is not None)
-    result = run_once(args.clients, args.seconds, args.warmup, args.workers, use_wrk)
-    loader = result.pop("loader")
+    from task_api.cli import DEFAULT_SERVER
+
+    servers = [s.strip() for s in args.server.split(",") if s.strip()] or [DEFAULT_SERVER]
+    runs = [_measure_server(args, server, use_wrk) for server in servers]
+    targets = {
+        run["server"]: {
+            "ratio_ge_0.6": "met" if run.get("ratio", 0) >= TARGET_RATIO else "not met",
+            "lag_p99_le_20ms": "met" if run["lag_p99_ms"] <= TARGET_LAG_P99_MS else "not met",
+        }
+        for run in runs
+    }
     print(
         json.dumps(
             {
                 "bench": "task_api",
                 "clients": args.clients,
                 "workers": args.workers,
-                "loader": loader,
+                "loader": "wrk" if use_wrk else "httpx",
                 "seconds": args.seconds,
-                **{k: round(v, 2) for k, v in result.items()},
+                "runs": runs,
+                "targets": targets,
+                "load_average": os.getloadavg()[0],
                 "machine": f"{platform.machine()} {os.cpu_count()} cores, "
                 f"Python {platform.python_version()}",
             }

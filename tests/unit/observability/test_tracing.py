@@ -104,7 +104,12 @@ def test_sampler_ratio_is_read(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
     assert "0.25" in sampling.sampler_from_env().get_description()
     clean_env.setenv("OTEL_TRACES_SAMPLER_ARG", "not-a-number")
-    assert "1.0" in sampling.sampler_from_env().get_description()
+    assert "0.1" in sampling.sampler_from_env().get_description()
+
+
+def test_shipped_default_is_parent_based_one_in_ten(clean_env: pytest.MonkeyPatch) -> None:
+    description = sampling.sampler_from_env().get_description()
+    assert "ParentBased" in description and "TraceIdRatioBased{0.1}" in description
 
 
 def test_named_sampler_is_honoured(clean_env: pytest.MonkeyPatch) -> None:
@@ -137,6 +142,7 @@ def test_spans_have_real_ids_without_an_exporter_configured(spans: InMemorySpanE
 
 
 def test_a_client_span_never_starts_a_trace(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("OTEL_TRACES_SAMPLER_ARG", "1.0")
     sampler = sampling.sampler_from_env()
     # A query with no traced operation around it (relay polling, readiness probe): dropped.
     tid = 0x0AF7651916CD43DD8448EB211C80319C
