@@ -29,7 +29,7 @@ class ReminderSettings(SecretFilesMixin, BaseSettings):
     # are held and sent as one `reminder.digest` when it ends.
     digest_window: timedelta = timedelta(seconds=60)
     # For this long after the flow starts, reminders of a user with no saved window go
-    # out one by one instead of opening a window (see pipelines/reminders_logic.py: a
+    # out one by one instead of opening a window (see pipelines/reminders/logic.py: a
     # window opened before Bytewax loads the saved state would be dropped by the load).
     digest_startup: timedelta = timedelta(seconds=30)
     # Catch-up: fire late within the grace period, else fold into a "missed" digest;
@@ -55,7 +55,7 @@ class ReminderSettings(SecretFilesMixin, BaseSettings):
     # and digest state is loaded before new task events touch it (PacedKafkaSource). Must
     # exceed two snapshot intervals (the flow runs with `-s 1`).
     resume_hold: timedelta = timedelta(seconds=3)
-    # Task timers are grouped into this many Bytewax keys (see pipelines/reminders_shards.py).
+    # Task timers are grouped into this many Bytewax keys (see pipelines/reminders/shards.py).
     # Changing it needs a fresh recovery directory.
     timer_shards: int = Field(default=16384, ge=1)
     # Timer wake-ups are rounded up to this tick (adds at most this much lateness).

@@ -1,7 +1,7 @@
 """Per-task timer state: how task events re-arm, cancel or ignore, and what fires when.
 
 The state is immutable; every transition returns a new one (the dataflow stores it packed,
-see `pipelines/reminders_snapshot.py`).
+see `pipelines/reminders/snapshot.py`).
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from notify_ws.settings import NotifySettings
 from notify_ws.worker.consumer import Worker
 from notify_ws.worker.processor import Result
 from pipelines.audit import to_item_traced
-from pipelines.reminders_io import DeadLetter, dead_letter_message, decode_message
-from pipelines.reminders_logic import TaskInput
+from pipelines.reminders.codec import DeadLetter, dead_letter_message, decode_message
+from pipelines.reminders.logic import TaskInput
 from tests.fuzz.messages import (
     TEMPLATES,
     Headers,

@@ -23,7 +23,7 @@ from pipelines.audit import (
     to_item,
     to_item_traced,
 )
-from pipelines.audit_sink import AuditStoreSink, links_of
+from pipelines.audit.sink import AuditStoreSink, links_of
 from tests.unit.audit.factories import TRACE_ID, TRACEPARENT, event_bytes, task_payload
 
 Message = KafkaSourceMessage[bytes | None, bytes | None]

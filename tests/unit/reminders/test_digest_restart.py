@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from bytewax.operators import StatefulLogic
 
-from pipelines.reminders_logic import FlowContext, UserDigestLogic
+from pipelines.reminders.logic import FlowContext, UserDigestLogic
 from reminders.domain.catchup import CatchUpPolicy
 from reminders.domain.digest import Digest, admit
 from tests.unit.reminders.factories import T0

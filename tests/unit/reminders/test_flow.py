@@ -197,7 +197,7 @@ def test_poison_message_goes_to_dlq_and_flow_continues() -> None:
 def test_wake_ups_round_up_to_the_tick_on_the_runtime_clock() -> None:
     from datetime import UTC, datetime
 
-    from pipelines.reminders_logic import FlowContext
+    from pipelines.reminders.logic import FlowContext
     from reminders.domain.catchup import CatchUpPolicy
 
     runtime = FakeClock(datetime(2026, 1, 5, 12, 0, 0, 10_000, tzinfo=UTC))

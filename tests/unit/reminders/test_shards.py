@@ -6,8 +6,8 @@ import uuid
 from datetime import timedelta
 
 from events.payloads import TaskState
-from pipelines.reminders_logic import FlowContext, TaskInput
-from pipelines.reminders_shards import TimerShardLogic, shard_of
+from pipelines.reminders.logic import FlowContext, TaskInput
+from pipelines.reminders.shards import TimerShardLogic, shard_of
 from reminders.db.store import ScheduleChange
 from reminders.domain.catchup import CatchUpPolicy
 from reminders.domain.clock import FakeClock

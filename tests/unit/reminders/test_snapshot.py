@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from pipelines.reminders_snapshot import pack, unpack
+from pipelines.reminders.snapshot import pack, unpack
 from reminders.domain.catchup import CatchUpPolicy
 from reminders.domain.timers import apply_event, fire_due
 from tests.unit.reminders.factories import T0, TRACEPARENT, payload

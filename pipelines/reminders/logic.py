@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 from bytewax.operators import StatefulLogic
 
 from events.payloads import TaskState
-from reminders.db.store import LogEntry, ScheduleChange
 from reminders.domain.catchup import CatchUpPolicy
 from reminders.domain.clock import Clock, system_clock
 from reminders.domain.digest import Delivery, UserWindow, admit, alone, close
 from reminders.domain.timers import Fired
+from reminders.ports import LogEntry, ScheduleChange
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ wake-up on each activation of a stateful step, its recovery store re-scans every
 snapshot row on each epoch commit, and its restart query grows quadratically with the
 number of keys. Measured with 100,000 one-key-per-task timers: 1.7 ms per activation for
 the scan alone and ~30 s to restart. A shard (crc32 of the task id modulo
-`TIMER_SHARDS`) holds its tasks packed (`reminders_snapshot`), unpacks one only when an
+`TIMER_SHARDS`) holds its tasks packed (`pipelines.reminders.snapshot`), unpacks one only when an
 event or a timer touches it, and wakes at the soonest reminder of any of its tasks.
 Changing the shard count needs a fresh recovery directory.
 """
@@ -17,11 +17,11 @@ from datetime import datetime
 
 from bytewax.operators import StatefulLogic
 
-from pipelines.reminders_logic import FlowContext, TaskInput, TimerOutput
-from pipelines.reminders_snapshot import PENDING, Packed, from_us, next_us, pack, to_us, unpack
-from reminders.db.store import LogEntry, ScheduleChange
+from pipelines.reminders.logic import FlowContext, TaskInput, TimerOutput
+from pipelines.reminders.snapshot import PENDING, Packed, from_us, next_us, pack, to_us, unpack
 from reminders.domain.ids import reminder_id
 from reminders.domain.timers import TaskTimers, apply_event, fire_due
+from reminders.ports import LogEntry, ScheduleChange
 
 SHARD_FORMAT = 1
 ShardSnapshot = tuple[int, dict[str, Packed], dict[str, int]]

@@ -7,7 +7,7 @@ being inserted, and returns only when every chunk is committed, so Bytewax's epo
 its recovery snapshot) never runs ahead of the store. Writes go through `ChainWriter`,
 which is idempotent: Bytewax's at-least-once replays are harmless.
 
-Tracing: the decode step (`pipelines.audit.to_item_traced`, the default) opens one
+Tracing: the decode step (`pipelines.audit.decode.to_item_traced`, the default) opens one
 CONSUMER span per message, child of its producer span; each chunk write gets one
 `audit.write` span linked to the events' producer spans (up to `MAX_LINKS`), the
 OpenTelemetry pattern for batch consumers. `TASKFLOW_AUDIT_FLOW_MESSAGE_SPANS=false`

@@ -1,0 +1,92 @@
+"""The audit dataflow: every TaskFlow topic -> decode -> hash-chained audit store.
+
+`build_flow(source, sink)` is the factory tests call with TestingSource/TestingSink;
+`flow_from_settings()` builds the production flow from `TASKFLOW_AUDIT_*`/`TASKFLOW_KAFKA_*`
+settings without connecting to anything (the sink connects when Bytewax builds it).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Coroutine
+from typing import Any
+
+from bytewax import operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+from prometheus_client import REGISTRY
+
+from audit_store.ports import utc_now
+from audit_store.settings import AuditSettings
+from events.kafka import KafkaSettings
+from observability.logs import setup_logging
+from observability.tracing import setup_tracing
+from pipelines.audit.decode import Message, to_item, to_item_traced
+from pipelines.audit.lag import expose_consumer_lag
+from pipelines.audit.sink import AuditStoreSink, PooledWriter
+
+SERVICE_NAME = "taskflow-audit-flow"
+
+
+def build_flow(source: Source[Message], sink: Sink[Message], name: str = "audit") -> Dataflow:
+    """Kafka messages -> the store sink, which decodes (`to_item`) and writes them.
+
+    Decoding lives in the sink so it can overlap with the previous chunk's insert; the
+    logic itself is the plain function `to_item` (and `audit_store.records`).
+    """
+    flow = Dataflow(name)
+    messages = op.input("kafka_in", flow, source)
+    op.output("audit_store", messages, sink)
+    return flow
+
+
+def flow_from_settings(
+    audit: AuditSettings | None = None, kafka: KafkaSettings | None = None
+) -> Dataflow:
+    """The production flow: KafkaSource on every topic, the store sink, the real DLQ."""
+    from bytewax.connectors.kafka import KafkaSource
+
+    from audit_store.dead_letters import KafkaDeadLetters
+
+    audit = audit or AuditSettings()
+    kafka = kafka or KafkaSettings()
+    _setup_observability(audit)
+    topics = kafka.topics
+    config: dict[str, Any] = kafka.common() | {
+        "fetch.wait.max.ms": audit.flow_fetch_wait_ms,
+        # A resume offset past the log end (a local broker that lost its log) restarts
+        # from the beginning, never from the end: the store skips what it already has.
+        "auto.offset.reset": "earliest",
+    }
+    source: Source[Message] = KafkaSource(  # type: ignore[assignment]
+        [kafka.bootstrap],
+        [topics.tasks, topics.reminders, topics.notifications],
+        tail=audit.flow_tail,
+        add_config=config,
+        batch_size=audit.flow_batch_size,
+    )
+
+    def open_writer() -> Coroutine[Any, Any, PooledWriter]:
+        dead_letters = KafkaDeadLetters(kafka.producer(), topics.dlq)
+        return PooledWriter.open(audit.database_url, dead_letters, utc_now)
+
+    decode = to_item_traced if audit.flow_message_spans else to_item
+    return build_flow(source, AuditStoreSink(open_writer, decode), audit.flow_name)
+
+
+_metrics_lock = threading.Lock()
+_metrics_started = False
+
+
+def _setup_observability(audit: AuditSettings) -> None:
+    global _metrics_started
+    setup_logging(SERVICE_NAME)
+    setup_tracing(SERVICE_NAME)
+    with _metrics_lock:
+        if audit.flow_metrics_port and not _metrics_started:
+            from prometheus_client import start_http_server
+
+            expose_consumer_lag(REGISTRY)
+            start_http_server(audit.flow_metrics_port, addr=audit.flow_metrics_host)
+            _metrics_started = True

@@ -1,0 +1,29 @@
+"""The reminder dataflow: per-task timers on `taskflow.tasks`, per-user digests, read model.
+
+Run with recovery (see docs/reminders.md):
+    python -m bytewax.recovery DIR 1
+    python -m bytewax.run pipelines.reminders:flow -r DIR -s 1 -b 0
+
+Parts: `dataflow` (the graph), `source` (paced Kafka input), `codec` (messages in and
+out, dead letters), `logic` and `shards` (the stateful steps: thin adapters over
+`reminders.domain`), `snapshot` (compact timer state), `trace` (the fire span), `store`
+(the read-model sink, through `reminders.ports`). The package's `flow` is built from
+settings on first access, so importing it connects to nothing.
+"""
+
+from __future__ import annotations
+
+from bytewax.dataflow import Dataflow
+
+from pipelines.reminders.dataflow import build_flow, flow_from_env
+
+__all__ = ["build_flow", "flow_from_env"]
+
+
+def __getattr__(name: str) -> Dataflow:
+    # `python -m bytewax.run pipelines.reminders:flow` looks `flow` up; build it only then.
+    if name == "flow":
+        built = flow_from_env()
+        globals()["flow"] = built
+        return built
+    raise AttributeError(name)

@@ -1,0 +1,43 @@
+"""The read model's writer as the dataflow uses it (`reminders.ports.ReadModel`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from reminders.db.migrate import apply_migrations
+from reminders.db.store import LogEntry, ScheduleChange, purge_log, write_batch
+
+
+class PostgresReadModel:
+    """A small pool of its own (the flow's sink owns one per worker)."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, url: str) -> PostgresReadModel:
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+        try:
+            async with pool.acquire() as conn:
+                await apply_migrations(conn)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool)
+
+    async def write(self, ops: Sequence[ScheduleChange | LogEntry]) -> None:
+        changes = [op for op in ops if isinstance(op, ScheduleChange)]
+        entries = [op for op in ops if isinstance(op, LogEntry)]
+        async with self._pool.acquire() as conn:
+            await write_batch(conn, changes, entries)
+
+    async def purge(self, now: datetime, keep: timedelta) -> int:
+        async with self._pool.acquire() as conn:
+            return await purge_log(conn, now, keep)
+
+    async def close(self) -> None:
+        await self._pool.close()

@@ -1,0 +1,33 @@
+"""What the reminder dataflow needs from the reminder service: the rows it writes to the
+read model and the writer that stores them. The flow imports this, never `reminders.db`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from reminders.db.store import LogEntry, ScheduleChange
+
+StoreOp = ScheduleChange | LogEntry
+
+__all__ = ["LogEntry", "ReadModel", "ScheduleChange", "StoreOp", "open_read_model"]
+
+
+class ReadModel(Protocol):
+    """Stores batches of schedule changes and log rows; every write is idempotent."""
+
+    async def write(self, ops: Sequence[StoreOp]) -> None: ...
+
+    async def purge(self, now: datetime, keep: timedelta) -> int:
+        """Forget log rows older than `keep`; returns how many."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+async def open_read_model(url: str) -> ReadModel:
+    """The PostgreSQL read model at `url`, migrated to the current schema."""
+    from reminders.db.read_model import PostgresReadModel
+
+    return await PostgresReadModel.open(url)
