@@ -67,7 +67,7 @@ def cpu_util(before: dict[str, float], after: dict[str, float], seconds: float) 
     """Cores used per component over `seconds`; "others": the machine's rest (other tests)."""
     used = {k: (after[k] - before.get(k, 0.0)) / seconds for k in after}
     used["others"] = used["machine"] - sum(v for k, v in used.items() if k != "machine")
-    return {k: round(v, 2) for k, v in used.items()}
+    return {k: round(v, 3) for k, v in used.items()}
 
 
 def ms(values: list[float]) -> dict[str, float]:
