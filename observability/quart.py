@@ -47,7 +47,11 @@ def _access_log_wanted() -> bool:
 class HttpMetricsMiddleware:
     """Times each HTTP request, records it under the route template Quart matched and
     writes one access-log line while the server span is still current (so the line
-    carries the trace id; Hypercorn's own access log runs outside the span)."""
+    carries the trace id; Hypercorn's own access log runs outside the span).
+
+    The line's structured fields: `http_method`, `http_route` (the template, or
+    `<unmatched>`), `http_status`, `duration_ms`, and, from the log filter, `trace_id` and
+    `span_id`. Probes and scrapes (`_QUIET_PATHS`) are counted but not logged."""
 
     def __init__(self, app: AsgiApp, metrics: HttpMetrics, log_requests: bool = True) -> None:
         self.app = app
@@ -82,7 +86,12 @@ class HttpMetricsMiddleware:
                     path,
                     status,
                     took * 1000,
-                    extra={"http_route": route, "http_status": status},
+                    extra={
+                        "http_method": method,
+                        "http_route": route,
+                        "http_status": status,
+                        "duration_ms": round(took * 1000, 3),
+                    },
                 )
 
 

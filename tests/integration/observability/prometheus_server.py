@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -64,6 +65,20 @@ class Prometheus:
                 return health
             if time.monotonic() > deadline or self.process.poll() is not None:
                 return health
+            time.sleep(0.2)
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """The result vector of an instant query (empty when nothing matches)."""
+        data = self._api(f"/api/v1/query?{urllib.parse.urlencode({'query': expr})}")
+        return list(data["result"])
+
+    def wait_query(self, expr: str, timeout: float) -> list[dict[str, Any]]:
+        """Poll an instant query until its result is not empty (or the deadline passes)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.query(expr)
+            if result or time.monotonic() > deadline or self.process.poll() is not None:
+                return result
             time.sleep(0.2)
 
     def rule_groups(self) -> dict[str, str]:

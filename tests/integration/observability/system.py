@@ -3,6 +3,8 @@ PostgreSQL, broker and OTLP receiver, on free ports."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -31,6 +33,11 @@ FLOWS = {
     "taskflow-audit-flow": "TASKFLOW_AUDIT_FLOW_METRICS_PORT",
     "taskflow-reminder-flow": "TASKFLOW_REMINDERS_FLOW_METRICS_PORT",
 }
+# service.name (the Prometheus job) -> its log file under <data-dir>/logs
+LOG_FILES = {name: serve for name, (serve, _) in SERVICES.items()} | {
+    "taskflow-audit-flow": "audit-flow",
+    "taskflow-reminder-flow": "reminders-flow",
+}
 
 
 @dataclass
@@ -51,6 +58,15 @@ class RunningSystem:
     def logs(self, component: str) -> str:
         path = self.data_dir / "logs" / f"{component}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def json_logs(self, service: str) -> list[dict[str, object]]:
+        """The JSON lines of one process's log (the launcher's own lines are not JSON)."""
+        found = []
+        for line in self.logs(LOG_FILES[service]).splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    found.append(json.loads(line))
+        return [doc for doc in found if isinstance(doc, dict)]
 
     def all_logs(self) -> str:
         parts = []

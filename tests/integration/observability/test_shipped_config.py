@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.integration.observability.promql_names import dashboard_exprs, rule_exprs, selectors
+
 pytestmark = pytest.mark.integration
 
 HERE = Path(__file__).parent
@@ -57,10 +59,35 @@ def test_alerts_fire_on_what_they_are_named_for() -> None:
     assert "SUCCESS" in _run("test", "rules", str(HERE / "alerts_test.yml"))
 
 
-def test_every_service_is_a_scrape_job_named_after_its_service_name() -> None:
+def _scrape_jobs() -> set[str]:
     config = yaml.safe_load((PROM / "prometheus.yml").read_text())
-    jobs = {job["job_name"] for job in config["scrape_configs"]}
-    assert SERVICE_NAMES <= jobs
+    return {str(job["job_name"]) for job in config["scrape_configs"]}
+
+
+def test_every_service_is_a_scrape_job_named_after_its_service_name() -> None:
+    """The job label is each process's OpenTelemetry service.name as the code sets it (the
+    whole-system test checks the same of the flows' spans and logs at run time)."""
+    from audit_store.app import SERVICE_NAME as AUDIT
+    from notify_ws.app import SERVICE_NAME as NOTIFY
+    from pipelines.audit import SERVICE_NAME as AUDIT_FLOW
+    from reminders.app import SERVICE_NAME as REMINDERS
+    from task_api.app import SERVICE_NAME as TASK
+
+    assert {TASK, NOTIFY, AUDIT, REMINDERS, AUDIT_FLOW} <= SERVICE_NAMES
+    assert SERVICE_NAMES <= _scrape_jobs()
+
+
+def test_every_job_a_dashboard_or_alert_names_is_scraped() -> None:
+    jobs = _scrape_jobs()
+    used = dashboard_exprs(GRAFANA / "dashboards") | rule_exprs(PROM / "alerts.yml")
+    unmatched = {
+        f"{where}: {selector}"
+        for where, exprs in used.items()
+        for expr in exprs
+        for selector in selectors(expr)
+        if not selector.jobs(jobs)
+    }
+    assert not unmatched, sorted(unmatched)
 
 
 def test_alert_rules_carry_severity_and_operator_guidance() -> None:

@@ -1,6 +1,15 @@
 from __future__ import annotations
 
-from tests.integration.observability.promql_names import exposed_names, metric_names
+import json
+from pathlib import Path
+
+from tests.integration.observability.promql_names import (
+    Selector,
+    dashboard_exprs,
+    exposed_names,
+    metric_names,
+    selectors,
+)
 
 
 def test_names_from_typical_expressions() -> None:
@@ -36,3 +45,41 @@ def test_exposed_names_include_families_without_samples() -> None:
     names = exposed_names([text])
     assert {"taskflow_x_total", "taskflow_h_seconds_bucket", "taskflow_h_seconds_count"} <= names
     assert "taskflow_g" in names
+
+
+def test_selectors_carry_the_job_they_name() -> None:
+    found = selectors(
+        'sum by (route) (rate(taskflow_http_requests_total{job="taskflow-reminder-service",'
+        'status=~"5.."}[$__rate_interval])) / sum(rate(taskflow_http_requests_total[5m]))'
+    )
+    assert sorted(found, key=str) == [
+        Selector("taskflow_http_requests_total"),
+        Selector("taskflow_http_requests_total", (("=", "taskflow-reminder-service"),)),
+    ]
+    jobs = ["taskflow-reminder-service", "taskflow-reminder-flow", "otel-collector"]
+    assert found[0].jobs(jobs) | found[1].jobs(jobs) == set(jobs)
+    (regex,) = selectors('up{job=~"taskflow-.*"} == 0')
+    assert regex.jobs(jobs) == {"taskflow-reminder-service", "taskflow-reminder-flow"}
+    (negated,) = selectors('x_total{job!="otel-collector"}')
+    assert negated.jobs(jobs) == {"taskflow-reminder-service", "taskflow-reminder-flow"}
+    # A name inside a label value is not a selector.
+    assert selectors('x{a="taskflow_y_total"}') == [Selector("x")]
+
+
+def test_dashboard_variables_become_their_all_value(tmp_path: Path) -> None:
+    dash = {
+        "templating": {
+            "list": [{"name": "job", "type": "query", "includeAll": True, "allValue": "tf-.*"}]
+        },
+        "panels": [
+            {
+                "title": "p",
+                "datasource": {"type": "prometheus", "uid": "prometheus"},
+                "targets": [{"expr": 'rate(a_total{job=~"$job"}[$__rate_interval])'}],
+            }
+        ],
+    }
+    (tmp_path / "d.json").write_text(json.dumps(dash))
+    assert dashboard_exprs(tmp_path) == {
+        "d.json: p": ['rate(a_total{job=~"tf-.*"}[$__rate_interval])']
+    }

@@ -132,9 +132,20 @@ async def test_access_log_line_carries_the_server_span(
     out = io.StringIO()
     try:
         setup_logging(SERVICE, stream=out)
-        client = _app(CollectorRegistry()).test_client()
+        app = _app(CollectorRegistry())
+
+        @app.get("/healthz")
+        async def healthz() -> str:
+            return "ok"
+
+        @app.get("/readyz")
+        async def readyz() -> str:
+            return "ok"
+
+        client = app.test_client()
         await client.get("/api/v1/tasks/t-9")
-        await client.get("/metrics")  # scrapes are not logged
+        for quiet in ("/metrics", "/healthz", "/readyz"):  # scrapes and probes are not logged
+            assert (await client.get(quiet)).status_code == 200
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
@@ -142,7 +153,10 @@ async def test_access_log_line_carries_the_server_span(
     (span,) = spans.get_finished_spans()
     assert line["logger"] == "taskflow.access"
     assert line["message"].startswith("GET /api/v1/tasks/t-9 200 ")
+    assert line["http_method"] == "GET"
     assert line["http_route"] == "/api/v1/tasks/<task_id>"
+    assert line["http_status"] == 200
+    assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
     assert line["trace_id"] == format(span.context.trace_id, "032x")
     assert line["span_id"] == format(span.context.span_id, "016x")
 
