@@ -10,7 +10,7 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from events.secrets import FILE_SUFFIX, SecretFilesMixin
-from tests.unit.deploy.settings_inventory import settings_classes
+from tests.deploy.settings_inventory import settings_classes
 
 SECRET = "s3cret-value-that-is-long-enough-for-production"
 

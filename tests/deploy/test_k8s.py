@@ -14,7 +14,7 @@ import yaml
 
 from events.topics import Topics
 from notify_ws.settings import WORKER_GROUP
-from tests.unit.deploy.conftest import DEPLOY, OVERLAYS, kubectl
+from tests.deploy.conftest import DEPLOY, OVERLAYS, kubectl
 
 K8S_VERSION = "1.33.0"
 CRD_KINDS = {

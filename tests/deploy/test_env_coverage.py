@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.unit.deploy.conftest import OVERLAYS
-from tests.unit.deploy.settings_inventory import EnvVar, env_vars
-from tests.unit.deploy.test_compose import TASKFLOW_PROCESSES
+from tests.deploy.conftest import OVERLAYS
+from tests.deploy.settings_inventory import EnvVar, env_vars
+from tests.deploy.test_compose import TASKFLOW_PROCESSES
 
 # Read outside pydantic-settings: observability (logs) and the container entrypoint.
 READ_ELSEWHERE = {

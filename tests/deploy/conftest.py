@@ -1,4 +1,8 @@
-"""Shared inputs of the deployment checks: the compose files and the rendered overlays."""
+"""Shared inputs of the deployment checks: the compose files and the rendered overlays.
+
+The deploy tier: static checks of `deploy/` that need no service, but run `kubectl
+kustomize` and `sh -n`, so they stay out of `tests/unit`, which does no I/O.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 OVERLAYS = ("dev", "prod")
 

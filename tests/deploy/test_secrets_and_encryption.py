@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from events.kafka import KafkaSettings
-from tests.unit.deploy.conftest import DEPLOY, OVERLAYS, kubectl, load_yaml
+from tests.deploy.conftest import DEPLOY, OVERLAYS, kubectl, load_yaml
 
 Docs = list[dict[str, Any]]
 # Variable names that hold secrets, and the ones among them that do not (public keys, key

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.deploy.conftest import DEPLOY, OVERLAYS, ROOT
+from tests.deploy.conftest import DEPLOY, OVERLAYS, ROOT
 
 Docs = list[dict[str, Any]]
 PROXY_INBOUND = 4143

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tests.unit.deploy.conftest import DEPLOY
+from tests.deploy.conftest import DEPLOY
 
 SECRETS_DIR = "/etc/kafka/secrets/"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from deploy.cli import parser
-from tests.unit.deploy.conftest import DEPLOY, ROOT
+from tests.deploy.conftest import DEPLOY, ROOT
 
 DOCKERFILE = (DEPLOY / "Dockerfile").read_text()
 ENTRYPOINT = DEPLOY / "entrypoint.sh"

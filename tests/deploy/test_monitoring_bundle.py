@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from tests.unit.deploy.conftest import DEPLOY, ROOT, kubectl, load_yaml
+from tests.deploy.conftest import DEPLOY, ROOT, kubectl, load_yaml
 
 OBSERVABILITY = DEPLOY / "observability"
 # kube-prometheus-stack's Prometheus selects rules and monitors by its Helm release label.

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.unit.deploy.conftest import DEPLOY, load_yaml
+from tests.deploy.conftest import DEPLOY, load_yaml
 
 TASKFLOW_PROCESSES = {
     "task-api": ["serve", "task-api"],

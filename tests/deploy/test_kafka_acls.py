@@ -22,7 +22,7 @@ import pytest
 
 from events.kafka import KafkaSettings
 from notify_ws.settings import NotifySettings
-from tests.unit.deploy.conftest import OVERLAYS
+from tests.deploy.conftest import OVERLAYS
 
 Docs = list[dict[str, Any]]
 Kind = Literal["topic", "group", "cluster"]
