@@ -50,7 +50,8 @@ class NotifySettings(SecretFilesMixin, BaseSettings):
     # Channel delivery
     dispatch_batch_size: int = 100
     dispatch_concurrency: int = 50
-    dispatch_poll_interval: timedelta = timedelta(milliseconds=500)
+    # The longest the dispatcher sleeps; it wakes earlier for rows falling due and new ones.
+    dispatch_poll_interval: timedelta = timedelta(seconds=5)
     dispatch_lease: timedelta = timedelta(seconds=60)
     max_attempts: int = 5
     retry_initial: timedelta = timedelta(milliseconds=200)

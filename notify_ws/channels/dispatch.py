@@ -60,23 +60,34 @@ class Dispatcher:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        # Sleep until the earliest row falls due (a retry, a digest window), or a wake-up
+        # (a new notification, a delivery finished); the interval is only a safety net, so
+        # an idle service does not query the database twice a second.
         interval = self._s.dispatch_poll_interval.total_seconds()
         try:
             while not stop.is_set():
                 self._wake.clear()
+                pause = interval
                 try:
                     claimed = await self.tick()
+                    if claimed >= self._s.dispatch_batch_size:
+                        continue
+                    pause = await self._until_next_due(interval)
                 except Exception:  # noqa: BLE001 - database hiccup: try again next round
                     log.warning("dispatch round failed", exc_info=True)
-                    claimed = 0
-                if claimed >= self._s.dispatch_batch_size:
-                    continue
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(interval):
+                    async with asyncio.timeout(pause):
                         await self._wake.wait()
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _until_next_due(self, longest: float) -> float:
+        async with self._pool.acquire() as conn:
+            due = await dl.next_due(conn)
+        if due is None:
+            return longest
+        return min(longest, max(0.0, (due - self._clock.now()).total_seconds()))
 
     async def tick(self) -> int:
         """Fold due digests, claim due rows and start sending them; returns rows claimed."""
@@ -108,6 +119,8 @@ class Dispatcher:
             log.exception("delivery %s crashed", row.id)
         finally:
             self._slots.release()
+            # A retry may now be due sooner than the loop planned to look again.
+            self._wake.set()
 
     async def deliver(self, row: Delivery, message: Outgoing) -> None:
         channel = self._channels.get(row.channel)

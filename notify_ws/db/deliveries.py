@@ -85,6 +85,14 @@ async def fold_digests(conn: Any, now: datetime) -> int:
     return len(groups)
 
 
+async def next_due(conn: Any) -> datetime | None:
+    """When the earliest pending or deferred row falls due (the `deliveries_due` index)."""
+    due: datetime | None = await conn.fetchval(
+        "SELECT min(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'deferred')"
+    )
+    return due
+
+
 async def claim(conn: Any, now: datetime, lease: timedelta, limit: int) -> list[Delivery]:
     """Take due pending rows for `lease`; another process skips them meanwhile."""
     rows = await conn.fetch(
