@@ -6,14 +6,11 @@ set -eu
 case "${1:-}" in
   flow)
     name="${2:?usage: flow <audit|reminders>}"
-    dir="${TASKFLOW_RECOVERY_DIR:-/var/lib/taskflow/recovery}/${name}"
-    mkdir -p "$dir"
-    # Bytewax needs an initialised recovery store; never re-initialise one in use.
-    if [ -z "$(ls -A "$dir")" ]; then
-      python -m bytewax.recovery "$dir" 1
-    fi
-    exec python -m bytewax.run "pipelines.${name}:flow" -r "$dir" \
-      -s "${TASKFLOW_SNAPSHOT_SECONDS:-1}" -b "${TASKFLOW_BACKUP_SECONDS:-0}"
+    # Workers, processes and recovery partitions come from TASKFLOW_<FLOW>_FLOW_* settings:
+    # the launcher initialises this process's partitions under $TASKFLOW_RECOVERY_DIR/<flow>
+    # (never re-initialising a store in use), then execs `python -m bytewax.run`.
+    export TASKFLOW_RECOVERY_DIR="${TASKFLOW_RECOVERY_DIR:-/var/lib/taskflow/recovery}"
+    exec python -m pipelines "$name"
     ;;
   -h|--help|serve|migrate|relay|token|audit|broker|up|vapid-keys|dlq|snapshots|recovery)
     exec taskflow "$@"

@@ -8,7 +8,6 @@ import base64
 import json
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -147,19 +146,9 @@ def reset_recovery(directory: Path, env: Mapping[str, str], log: Path) -> None:
 
 
 def ensure_recovery(directory: Path, env: Mapping[str, str], log: Path) -> None:
-    """Initialise a Bytewax recovery dir unless it already holds partitions."""
-    if directory.is_dir() and any(directory.iterdir()):
-        return
+    """Create a Bytewax recovery dir; the flow's launcher (`python -m pipelines`) fills it
+    with as many partitions as its settings say (`TASKFLOW_<FLOW>_FLOW_RECOVERY_PARTITIONS`)."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        subprocess.run(  # noqa: S603 - our interpreter, fixed arguments
-            [sys.executable, "-m", "bytewax.recovery", str(directory), "1"],
-            env=dict(env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            check=True,
-            timeout=60,
-        )
 
 
 def child_env(
@@ -272,12 +261,14 @@ def child_specs(
     for flow in DATAFLOWS:
         if flow.name in selected:
             recovery = layout.recovery(flow)
+            # Scale and recovery from the flow's settings (`runtime.flow_launch`); the
+            # launcher becomes `python -m bytewax.run <flow.flow> -r <recovery> ...`.
+            variable = f"TASKFLOW_{flow.recovery.upper()}_FLOW_RECOVERY_DIR"
             specs.append(
                 ChildSpec(
                     flow.name,
-                    [sys.executable, "-m", "bytewax.run", flow.flow, "-r", str(recovery)]
-                    + ["-s", "1", "-b", "0"],
-                    env,
+                    [sys.executable, "-m", "pipelines", flow.recovery],
+                    {**env, variable: str(recovery)},
                     where=f"recovery {recovery}",
                     stage="dataflows",
                 )

@@ -6,7 +6,8 @@ Run it with recovery (see docs/audit.md):
 
 Parts: `dataflow` (the factory and the production flow), `decode` (message -> record),
 `sink` (the two-stage store writer), `lag` (the consumer-lag metric). The package's `flow`
-is built from settings on first access, so importing it connects to nothing.
+is built from settings on first access (after `runtime.flow` has wired the process:
+logs, traces, metrics, SIGTERM), so importing it starts and connects to nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +37,13 @@ __all__ = [
 def __getattr__(name: str) -> Dataflow:
     # `python -m bytewax.run pipelines.audit:flow` looks `flow` up; build it only then.
     if name == "flow":
-        built = flow_from_settings()
+        from audit_store.settings import AuditSettings
+        from pipelines.audit.dataflow import flow_process
+        from runtime.flow import start_flow_process
+
+        settings = AuditSettings()
+        start_flow_process(flow_process(settings))
+        built = flow_from_settings(settings)
         globals()["flow"] = built
         return built
     raise AttributeError(name)

@@ -7,7 +7,6 @@ settings without connecting to anything (the sink connects when Bytewax builds i
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Coroutine
 from typing import Any
 
@@ -15,16 +14,14 @@ from bytewax import operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
-from prometheus_client import REGISTRY
 
 from audit_store.ports import utc_now
 from audit_store.settings import AuditSettings
 from events.kafka import KafkaSettings
-from observability.logs import setup_logging
-from observability.tracing import setup_tracing
 from pipelines.audit.decode import Message, to_item, to_item_traced
 from pipelines.audit.lag import expose_consumer_lag
 from pipelines.audit.sink import AuditStoreSink, PooledWriter
+from runtime.flow import FlowProcess
 
 SERVICE_NAME = "taskflow-audit-flow"
 
@@ -51,7 +48,6 @@ def flow_from_settings(
 
     audit = audit or AuditSettings()
     kafka = kafka or KafkaSettings()
-    _setup_observability(audit)
     topics = kafka.topics
     config: dict[str, Any] = kafka.common() | {
         "fetch.wait.max.ms": audit.flow_fetch_wait_ms,
@@ -75,18 +71,12 @@ def flow_from_settings(
     return build_flow(source, AuditStoreSink(open_writer, decode), audit.flow_name)
 
 
-_metrics_lock = threading.Lock()
-_metrics_started = False
-
-
-def _setup_observability(audit: AuditSettings) -> None:
-    global _metrics_started
-    setup_logging(SERVICE_NAME)
-    setup_tracing(SERVICE_NAME)
-    with _metrics_lock:
-        if audit.flow_metrics_port and not _metrics_started:
-            from prometheus_client import start_http_server
-
-            expose_consumer_lag(REGISTRY)
-            start_http_server(audit.flow_metrics_port, addr=audit.flow_metrics_host)
-            _metrics_started = True
+def flow_process(audit: AuditSettings) -> FlowProcess:
+    """What `runtime.flow` sets up for this process: logs, traces, the metrics port with
+    Bytewax's consumer lag relabelled as `taskflow_consumer_lag_messages`."""
+    return FlowProcess(
+        SERVICE_NAME,
+        metrics_port=audit.flow_metrics_port,
+        metrics_host=audit.flow_metrics_host,
+        add_metrics=expose_consumer_lag,
+    )

@@ -3,19 +3,15 @@
 
 from __future__ import annotations
 
-import gc
-import threading
 from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
-from prometheus_client import start_http_server
 
 from events.kafka import KafkaSettings
 from events.topics import Topics
-from observability.tracing import setup_tracing
 from pipelines.kafka_sink import DeliveredKafkaSink
 from pipelines.reminders.codec import (
     DeadLetter,
@@ -34,6 +30,7 @@ from reminders.domain.clock import Clock, system_clock
 from reminders.domain.timers import Fired
 from reminders.ports import LogEntry, ScheduleChange, StoreOp
 from reminders.settings import ReminderSettings
+from runtime.flow import FlowProcess
 
 
 def build_flow(
@@ -106,35 +103,27 @@ def _store_op(item: TimerOutput) -> StoreOp | None:
     return item if isinstance(item, ScheduleChange | LogEntry) else None
 
 
-def tune_gc() -> None:
-    """GC thresholds for a process holding ~10^5-10^6 armed tasks.
-
-    Full (gen 2) collections over 100k armed tasks paused the worker for up to 0.8 s and
-    were the p99 timer lateness (default 700/10/10; 50_000/20/100 still gave 0.4 s gen-0/1
-    pauses). These keep young collections small and full ones rare.
-    """
-    gc.set_threshold(5_000, 20, 1_000)
+# GC thresholds for a process holding ~10^5-10^6 armed tasks. Full (gen 2) collections
+# over 100k armed tasks paused the worker for up to 0.8 s and were the p99 timer lateness
+# (default 700/10/10; 50_000/20/100 still gave 0.4 s gen-0/1 pauses). These keep young
+# collections small and full ones rare.
+GC_THRESHOLDS = (5_000, 20, 1_000)
+SERVICE_NAME = "taskflow-reminder-flow"
 
 
-_metrics_lock = threading.Lock()
-_metrics_started = False
+def flow_process(settings: ReminderSettings) -> FlowProcess:
+    """What `runtime.flow` sets up for this process: logs, traces, GC, the metrics port."""
+    return FlowProcess(
+        SERVICE_NAME,
+        metrics_port=settings.flow_metrics_port,
+        metrics_host=settings.flow_metrics_host,
+        gc_thresholds=GC_THRESHOLDS,
+    )
 
 
-def _process_setup() -> None:
-    """When the flow starts (not at import): GC thresholds, tracing, the metrics port."""
-    global _metrics_started
-    tune_gc()
-    setup_tracing("taskflow-reminder-flow")
-    settings = ReminderSettings()
-    with _metrics_lock:
-        if settings.flow_metrics_port and not _metrics_started:
-            start_http_server(settings.flow_metrics_port, addr=settings.flow_metrics_host)
-            _metrics_started = True
-
-
-def flow_from_env() -> Dataflow:
+def flow_from_env(settings: ReminderSettings | None = None) -> Dataflow:
     """The production flow from `TASKFLOW_KAFKA_*` and `TASKFLOW_REMINDERS_*` (no I/O yet)."""
-    settings = ReminderSettings()
+    settings = settings or ReminderSettings()
     kafka = KafkaSettings()
     common = kafka.common()
     brokers = common.pop("bootstrap.servers").split(",")
@@ -157,5 +146,5 @@ def flow_from_env() -> Dataflow:
     )
     # linger 0: the sink flushes every batch anyway (it must, for at-least-once).
     sink = DeliveredKafkaSink(kafka.producer(**{"linger.ms": 0}))
-    store = ReadModelSink(settings.database_url, settings.log_retention, _process_setup)
+    store = ReadModelSink(settings.database_url, settings.log_retention)
     return build_flow(source, sink, store, topics=kafka.topics, settings=settings)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -65,17 +64,9 @@ class _StorePartition(StatelessSinkPartition[StoreOp]):
 class ReadModelSink(DynamicSink[StoreOp]):
     """Writes schedule changes and log rows to the reminder service's database."""
 
-    def __init__(
-        self,
-        url: str,
-        log_retention: timedelta = timedelta(days=7),
-        on_start: Callable[[], None] | None = None,
-    ) -> None:
+    def __init__(self, url: str, log_retention: timedelta = timedelta(days=7)) -> None:
         self._url = url
         self._retention = log_retention
-        self._on_start = on_start  # process setup that must not run at import time
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _StorePartition:
-        if self._on_start is not None:
-            self._on_start()
         return _StorePartition(self._url, self._retention)

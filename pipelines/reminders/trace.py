@@ -7,6 +7,7 @@ no-op, so the scheduling event's `traceparent` is passed on unchanged instead.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 
 from opentelemetry import propagate, trace
@@ -14,6 +15,7 @@ from opentelemetry.trace import Link, SpanKind
 
 TRACEPARENT = "traceparent"
 _tracer = trace.get_tracer("pipelines.reminders")
+log = logging.getLogger(__name__)
 
 
 def header_value(headers: Iterable[tuple[str, bytes | str | None]], name: str) -> str | None:
@@ -52,6 +54,9 @@ def fire_headers(
         name, context=parent, kind=SpanKind.PRODUCER, links=links, attributes=attributes
     ):
         propagate.inject(carrier)
+        # One line per reminder or digest sent, inside its span: the log carries its trace.
+        fields = {key.replace(".", "_"): value for key, value in attributes.items()}
+        log.info("%s", name, extra=fields)
     if TRACEPARENT not in carrier and len(contexts) == 1:
         carrier[TRACEPARENT] = parents[0] or ""  # no SDK: keep the scheduling trace going
     return {key: value for key, value in carrier.items() if value}

@@ -97,5 +97,4 @@ def test_entrypoint_is_valid_sh_and_knows_every_cli_command() -> None:
     passthrough = re.search(r"^\s*-h\|--help\|([\w|-]+)\)$", text, re.MULTILINE)
     assert passthrough is not None
     assert set(passthrough.group(1).split("|")) == commands
-    assert 'exec python -m bytewax.run "pipelines.${name}:flow" -r "$dir"' in text
-    assert "python -m bytewax.recovery" in text
+    assert 'exec python -m pipelines "$name"' in text  # scale and recovery from settings

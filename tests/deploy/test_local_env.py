@@ -104,17 +104,9 @@ def test_specs_use_the_cli_the_ports_and_recovery_dirs() -> None:
     assert by_name["notify"].ready_url == "http://127.0.0.1:9802/readyz"
     flow = by_name["reminders-flow"]
     assert flow.argv[0] == sys.executable
-    assert flow.argv[1:] == [
-        "-m",
-        "bytewax.run",
-        "pipelines.reminders:flow",
-        "-r",
-        "/data/recovery/reminders",
-        "-s",
-        "1",
-        "-b",
-        "0",
-    ]
+    # The launcher reads scale and recovery from the flow's settings, then runs bytewax.
+    assert flow.argv[1:] == ["-m", "pipelines", "reminders"]
+    assert flow.env["TASKFLOW_REMINDERS_FLOW_RECOVERY_DIR"] == "/data/recovery/reminders"
     assert flow.ready_url is None
 
 

@@ -1,0 +1,136 @@
+"""The skeleton every dataflow process runs through: logging → tracing → GC → metrics
+endpoint → SIGTERM handling, in one call, `start_flow_process(spec)`.
+
+A flow package calls it when `bytewax.run` looks its `flow` attribute up (in the main
+thread, before Bytewax starts its workers), never at import, so tests that import a flow
+factory start nothing.
+
+SIGTERM: Bytewax 0.21 only turns SIGINT into a stop (its main thread polls Python's signal
+handlers and, on an exception, tells the workers to stop after their current step). A
+process without a SIGTERM handler dies at once, or, as PID 1 in a container, ignores
+SIGTERM and is killed after the grace period. Here SIGTERM raises `SystemExit(0)` in the
+main thread: the workers stop, the process exits 0 within a fraction of a second, and the
+next run resumes from the last completed snapshot (epoch), replaying at most one snapshot
+interval into idempotent sinks. With one worker Bytewax reports the stop as a
+`BytewaxRuntimeError("signal received")`; that too exits 0 once a stop was asked for.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType, TracebackType
+
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from observability.logs import setup_logging
+from observability.metrics.serve import MetricsServer, serve_metrics
+from observability.tracing import force_flush, setup_tracing
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FlowProcess:
+    """One dataflow process: its name, its metrics endpoint and its tuning."""
+
+    name: str  # service.name in traces, `service` in logs, the Prometheus job
+    metrics_port: int = 0  # 0: no endpoint
+    metrics_host: str = "127.0.0.1"
+    # gc.set_threshold(...) for flows holding many long-lived objects (timers).
+    gc_thresholds: tuple[int, int, int] | None = None
+    # Adds the flow's own families to the process registry before it is served.
+    add_metrics: Callable[[CollectorRegistry], None] | None = None
+
+
+@dataclass
+class RunningFlow:
+    """What `start_flow_process` set up; `stopping` is set once SIGTERM arrived."""
+
+    name: str
+    metrics: MetricsServer | None
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+
+_lock = threading.Lock()
+_running: RunningFlow | None = None
+
+
+def start_flow_process(spec: FlowProcess) -> RunningFlow:
+    """Wire the process for `spec` once (later calls return the same); main thread only
+    for the SIGTERM handler (elsewhere it is skipped with a warning)."""
+    global _running
+    with _lock:
+        if _running is not None:
+            if _running.name != spec.name:
+                raise RuntimeError(f"process already runs {_running.name!r}, not {spec.name!r}")
+            return _running
+        setup_logging(spec.name)
+        setup_tracing(spec.name)
+        if spec.gc_thresholds is not None:
+            gc.set_threshold(*spec.gc_thresholds)
+        running = RunningFlow(spec.name, _serve_metrics(spec))
+        _stop_on_sigterm(running)
+        _running = running
+    where = f"{spec.metrics_host}:{running.metrics.port}" if running.metrics else "off"
+    log.info("flow process %s starting (metrics %s)", spec.name, where)
+    return running
+
+
+def _serve_metrics(spec: FlowProcess) -> MetricsServer | None:
+    """The default registry, not `new_registry()`: Bytewax's own gauges (consumer lag)
+    and the flows' module-level counters live there; it already carries process_*,
+    python_gc_* and python_info for this process."""
+    registry = REGISTRY
+    if spec.add_metrics is not None:
+        spec.add_metrics(registry)
+    if not spec.metrics_port:
+        return None
+    return serve_metrics(registry, spec.metrics_host, spec.metrics_port)
+
+
+def _stop_on_sigterm(running: RunningFlow) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        log.warning("not in the main thread: SIGTERM keeps its default action")
+        return
+
+    def on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+        if running.stopping.is_set():
+            return  # a second SIGTERM while the first is being handled
+        running.stopping.set()
+        log.info("SIGTERM: stopping %s; it resumes from its last snapshot", running.name)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    previous = sys.excepthook
+
+    def excepthook(
+        kind: type[BaseException], value: BaseException, tb: TracebackType | None
+    ) -> None:
+        # One worker: Bytewax replaces our SystemExit by "signal received". Asked to stop,
+        # that is a clean stop, not a crash: exit 0 (flushing what atexit would have).
+        if running.stopping.is_set() and issubclass(kind, KeyboardInterrupt | RuntimeError):
+            log.info("%s stopped (%s)", running.name, value)
+            force_flush()
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+        previous(kind, value, tb)
+
+    sys.excepthook = excepthook
+
+
+def reset_for_tests() -> None:
+    """Forget the running flow (in-process tests start several)."""
+    global _running
+    with _lock:
+        if _running is not None and _running.metrics is not None:
+            _running.metrics.close()
+        _running = None
