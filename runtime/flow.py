@@ -125,12 +125,3 @@ def _stop_on_sigterm(running: RunningFlow) -> None:
         previous(kind, value, tb)
 
     sys.excepthook = excepthook
-
-
-def reset_for_tests() -> None:
-    """Forget the running flow (in-process tests start several)."""
-    global _running
-    with _lock:
-        if _running is not None and _running.metrics is not None:
-            _running.metrics.close()
-        _running = None
