@@ -36,7 +36,8 @@ class TaskApiSettings(SecretFilesMixin, BaseSettings):
     # The relay runs inside the API process unless it is deployed on its own.
     run_relay: bool = True
     relay_batch_size: int = 500
-    relay_poll_interval: timedelta = timedelta(seconds=1)
+    # Commits wake the relay (in process, or by NOTIFY): the poll is only a safety net.
+    relay_poll_interval: timedelta = timedelta(seconds=5)
     relay_max_backoff: timedelta = timedelta(seconds=5)
     outbox_retention: timedelta = timedelta(days=7)
     idempotency_ttl: timedelta = timedelta(hours=24)
