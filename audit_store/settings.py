@@ -69,6 +69,11 @@ class AuditSettings(SecretFilesMixin, BaseSettings):
     # even when idle (Tansu answers a fetch only at its timeout): the audit is not on the
     # user's path, so a longer wait saves the broker's CPU (see tests/bench/e2e.py).
     flow_fetch_wait_ms: int = 250
+    # Between two empty polls of a partition the flow waits this long instead of asking
+    # librdkafka's queue in a tight loop (Bytewax's KafkaSource polls with a 1 ms timeout).
+    flow_poll_interval: timedelta = timedelta(milliseconds=50)
+    # Per-partition prefetch (librdkafka's default is 64 MiB a partition).
+    flow_prefetch_kib: int = 8192
     flow_tail: bool = True
     flow_name: str = "audit"
 

@@ -45,7 +45,8 @@ class ReminderSettings(SecretFilesMixin, BaseSettings):
     # this many ms even when idle (Tansu answers a fetch only at its timeout): at 10 ms the
     # six of them cost the local broker ~0.1 core doing nothing. Timers do not wait on it:
     # only a task changed less than this before its reminder is due can fire late.
-    fetch_wait_max_ms: int = 100
+    # (On the `kafka` broker profile the wait is long and costs nothing: see KafkaSettings.)
+    fetch_wait_max_ms: int = 250
     source_batch_size: int = 1000
     source_prefetch_kib: int = 4096  # per partition consumer
     # The source polls at most this often (while not catching up), so task events reach

@@ -21,6 +21,7 @@ from events.kafka import KafkaSettings
 from pipelines.audit.decode import Message, to_item, to_item_traced
 from pipelines.audit.lag import expose_consumer_lag
 from pipelines.audit.sink import AuditStoreSink, PooledWriter
+from pipelines.paced_source import PacedKafkaSource
 from runtime.flow import FlowProcess
 
 SERVICE_NAME = "taskflow-audit-flow"
@@ -42,20 +43,20 @@ def flow_from_settings(
     audit: AuditSettings | None = None, kafka: KafkaSettings | None = None
 ) -> Dataflow:
     """The production flow: KafkaSource on every topic, the store sink, the real DLQ."""
-    from bytewax.connectors.kafka import KafkaSource
-
     from audit_store.dead_letters import KafkaDeadLetters
 
     audit = audit or AuditSettings()
     kafka = kafka or KafkaSettings()
     topics = kafka.topics
     config: dict[str, Any] = kafka.common() | {
-        "fetch.wait.max.ms": audit.flow_fetch_wait_ms,
+        "fetch.wait.max.ms": kafka.fetch_wait_ms(audit.flow_fetch_wait_ms),
         # A resume offset past the log end (a local broker that lost its log) restarts
         # from the beginning, never from the end: the store skips what it already has.
         "auto.offset.reset": "earliest",
+        "queued.max.messages.kbytes": str(audit.flow_prefetch_kib),
     }
-    source: Source[Message] = KafkaSource(  # type: ignore[assignment]
+    source: Source[Message] = PacedKafkaSource(  # type: ignore[assignment]
+        audit.flow_poll_interval,
         [kafka.bootstrap],
         [topics.tasks, topics.reminders, topics.notifications],
         tail=audit.flow_tail,

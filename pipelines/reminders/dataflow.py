@@ -13,6 +13,7 @@ from bytewax.outputs import Sink
 from events.kafka import KafkaSettings
 from events.topics import Topics
 from pipelines.kafka_sink import DeliveredKafkaSink
+from pipelines.paced_source import PacedKafkaSource
 from pipelines.reminders.codec import (
     DeadLetter,
     SinkMessage,
@@ -24,7 +25,6 @@ from pipelines.reminders.codec import (
 )
 from pipelines.reminders.logic import FlowContext, TaskInput, TimerOutput, UserDigestLogic
 from pipelines.reminders.shards import TimerShardLogic, shard_of
-from pipelines.reminders.source import PacedKafkaSource
 from pipelines.reminders.store import ReadModelSink
 from reminders.domain.clock import Clock, system_clock
 from reminders.domain.timers import Fired

@@ -1,4 +1,5 @@
-"""The reminder flow's source: `KafkaSource` polled in paced batches, held back on resume."""
+"""`KafkaSource` polled in paced batches (and held back on resume): an idle partition is
+asked again only after an interval, not in a tight loop."""
 
 from __future__ import annotations
 
