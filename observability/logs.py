@@ -1,6 +1,7 @@
 """Process logging: JSON lines with trace and span ids, or readable text on a terminal.
 
-TASKFLOW_LOG_FORMAT (json|text) and TASKFLOW_LOG_LEVEL override the defaults.
+TASKFLOW_LOG_FORMAT (json|text) and TASKFLOW_LOG_LEVEL override the defaults;
+TASKFLOW_LOG_LEVELS sets single loggers, e.g. `pipelines.audit=DEBUG,tortoise=WARNING`.
 """
 
 from __future__ import annotations
@@ -107,3 +108,15 @@ def setup_logging(service_name: str, level: str = "INFO", *, stream: IO[str] | N
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(os.environ.get("TASKFLOW_LOG_LEVEL", level).strip().upper())
+    for name, logger_level in logger_levels(os.environ.get("TASKFLOW_LOG_LEVELS", "")).items():
+        logging.getLogger(name).setLevel(logger_level)
+
+
+def logger_levels(spec: str) -> dict[str, str]:
+    """`a.b=DEBUG,c=WARNING` as {logger: LEVEL}; malformed parts are ignored."""
+    levels: dict[str, str] = {}
+    for part in spec.split(","):
+        name, sep, value = part.partition("=")
+        if sep and name.strip() and value.strip().upper() in logging.getLevelNamesMapping():
+            levels[name.strip()] = value.strip().upper()
+    return levels

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bytewax.connectors.kafka import KafkaSinkMessage
@@ -23,21 +24,34 @@ log = logging.getLogger(__name__)
 SinkMessage = KafkaSinkMessage[bytes | None, bytes | None]
 
 
+# Told (topic, message) once the broker acknowledged it: counts, in the flows' metrics.
+OnDelivered = Callable[[str, SinkMessage], None]
+
+
 class DeliveredKafkaSink(DynamicSink[SinkMessage]):
     """Every item names its topic; `config` is a full librdkafka producer configuration."""
 
-    def __init__(self, config: dict[str, Any], max_backoff: float = 5.0) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        max_backoff: float = 5.0,
+        on_delivered: OnDelivered | None = None,
+    ) -> None:
         self._config = config
         self._max_backoff = max_backoff
+        self._on_delivered = on_delivered
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _DeliveredPartition:
-        return _DeliveredPartition(self._config, self._max_backoff)
+        return _DeliveredPartition(self._config, self._max_backoff, self._on_delivered)
 
 
 class _DeliveredPartition(StatelessSinkPartition[SinkMessage]):
-    def __init__(self, config: dict[str, Any], max_backoff: float) -> None:
+    def __init__(
+        self, config: dict[str, Any], max_backoff: float, on_delivered: OnDelivered | None
+    ) -> None:
         self._config = config
         self._max_backoff = max_backoff
+        self._on_delivered = on_delivered
         # Longer than message.timeout.ms: by then every message has a report, or the
         # client is wedged and is replaced.
         self._flush_timeout = int(config.get("message.timeout.ms", 300_000)) / 1000 + 5
@@ -79,6 +93,10 @@ class _DeliveredPartition(StatelessSinkPartition[SinkMessage]):
                     self._producer.poll(0.1)
             self._producer.poll(0)
         self._producer.flush(self._flush_timeout)
+        if self._on_delivered is not None:
+            for msg, ok in zip(items, delivered, strict=True):
+                if ok and msg.topic is not None:
+                    self._on_delivered(msg.topic, msg)
         return [msg for msg, ok in zip(items, delivered, strict=True) if not ok]
 
     def _replace_producer(self) -> None:

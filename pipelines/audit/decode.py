@@ -5,6 +5,8 @@ The decision itself is `audit_store.records.to_record`; this only reads the mess
 
 from __future__ import annotations
 
+import logging
+
 from bytewax.connectors.kafka import KafkaSourceMessage
 from opentelemetry import trace
 
@@ -18,6 +20,7 @@ Item = AuditRecord | Poison
 # span attributes and in the lag metric's `group` label.
 GROUP = "taskflow-audit-flow"
 _tracer = trace.get_tracer("pipelines.audit")
+log = logging.getLogger(__name__)
 
 
 def origin_of(msg: Message) -> Origin:
@@ -44,6 +47,8 @@ def to_item_traced(msg: Message) -> Item:
         item = to_record(origin, msg.key, msg.value, msg.headers)
         if isinstance(item, AuditRecord):
             span.set_attributes(event_attributes(event_id=item.event_id, event_type=item.type))
+            if log.isEnabledFor(logging.DEBUG):  # one line per event: off unless asked for
+                log.debug("audit read %s %s", item.type, item.event_id)
         else:
             span.set_attribute("error.type", "poison")
         return item

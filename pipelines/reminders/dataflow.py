@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
+from prometheus_client import REGISTRY
 
 from events.kafka import KafkaSettings
 from events.topics import Topics
+from observability.metrics.messaging import MessagingMetrics
 from pipelines.kafka_sink import DeliveredKafkaSink
 from pipelines.paced_source import PacedKafkaSource
 from pipelines.reminders.codec import (
@@ -26,6 +29,7 @@ from pipelines.reminders.codec import (
 from pipelines.reminders.logic import FlowContext, TaskInput, TimerOutput, UserDigestLogic
 from pipelines.reminders.shards import TimerShardLogic, shard_of
 from pipelines.reminders.store import ReadModelSink
+from pipelines.reminders.trace import header_value
 from reminders.domain.clock import Clock, system_clock
 from reminders.domain.timers import Fired
 from reminders.ports import LogEntry, ScheduleChange, StoreOp
@@ -41,8 +45,11 @@ def build_flow(
     topics: Topics,
     settings: ReminderSettings | None = None,
     clock: Clock = system_clock,
+    metrics: MessagingMetrics | None = None,
 ) -> Dataflow:
-    """The flow from a task-event source to a Kafka sink (reminders, DLQ) and the read model."""
+    """The flow from a task-event source to a Kafka sink (reminders, DLQ) and the read model.
+
+    `metrics` counts each task event read (`taskflow_events_consumed_total`)."""
     settings = settings or ReminderSettings()
     ctx = FlowContext(
         clock=clock,
@@ -55,7 +62,7 @@ def build_flow(
     )
     flow = Dataflow("reminders")
     raw = op.input("tasks_in", flow, source)
-    decoded = op.filter_map("decode", raw, decode_message)
+    decoded = op.filter_map("decode", raw, _counted(decode_message, topics.tasks, metrics))
     good = op.filter_map("task_events", decoded, _task_input)
     bad = op.filter_map("undecodable", decoded, _dead_letter)
 
@@ -144,7 +151,30 @@ def flow_from_env(settings: ReminderSettings | None = None) -> Dataflow:
         raise_on_errors=False,
         resume_hold=settings.resume_hold,
     )
+    metrics = MessagingMetrics(REGISTRY)  # the flow process's registry (runtime.flow)
+
+    def delivered(topic: str, msg: SinkMessage) -> None:
+        ce_type = header_value(msg.headers, "ce_type")
+        metrics.event_produced(topic, ce_type or "unknown")
+
     # linger 0: the sink flushes every batch anyway (it must, for at-least-once).
-    sink = DeliveredKafkaSink(kafka.producer(**{"linger.ms": 0}))
+    sink = DeliveredKafkaSink(kafka.producer(**{"linger.ms": 0}), on_delivered=delivered)
     store = ReadModelSink(settings.database_url, settings.log_retention)
-    return build_flow(source, sink, store, topics=kafka.topics, settings=settings)
+    return build_flow(source, sink, store, topics=kafka.topics, settings=settings, metrics=metrics)
+
+
+def _counted(
+    decode: Callable[[Any], TaskInput | DeadLetter | None],
+    topic: str,
+    metrics: MessagingMetrics | None,
+) -> Callable[[Any], TaskInput | DeadLetter | None]:
+    if metrics is None:
+        return decode
+
+    def decode_and_count(msg: Any) -> TaskInput | DeadLetter | None:
+        item = decode(msg)
+        if isinstance(item, TaskInput):
+            metrics.event_consumed(topic, item.event_type)
+        return item
+
+    return decode_and_count

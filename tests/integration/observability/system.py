@@ -126,6 +126,8 @@ def run_system(
         "TASKFLOW_KAFKA_TOPIC_NAMESPACE": namespace,
         "TASKFLOW_KAFKA_PARTITIONS": "3",
         "TASKFLOW_LOG_FORMAT": "json",
+        # The audit flow logs each event it reads at DEBUG only (a line per event).
+        "TASKFLOW_LOG_LEVELS": "pipelines.audit.decode=DEBUG",
         "TASKFLOW_UP_READY_TIMEOUT": str(ready_timeout),
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint,
         "OTEL_TRACES_SAMPLER_ARG": "1.0",

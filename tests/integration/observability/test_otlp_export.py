@@ -34,6 +34,8 @@ logging.getLogger("probe").info("outside")
 def _run(env: dict[str, str]) -> list[dict[str, object]]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     base.pop("TASKFLOW_LOG_FORMAT", None)
+    # Export is under test, not the shipped 1-in-10 sampling: record every trace.
+    base["OTEL_TRACES_SAMPLER_ARG"] = "1.0"
     done = subprocess.run(
         [sys.executable, "-c", PROGRAM],
         env={**base, **env},
