@@ -3,12 +3,13 @@
 Off: OTEL_SDK_DISABLED=true (instrumentation in place, no-op tracers). Default: the shipped
 sampling (parent-based, 1 in 10; target <= 10 % fewer creates/s than off). On: every
 request sampled (OTEL_TRACES_SAMPLER_ARG=1.0; target <= 25 %). Spans are batch-exported
-over OTLP/HTTP to a receiver in this process that decodes and counts them. Same workload as tests/bench/task_api.py
-(its wrk or httpx load against `taskflow serve task-api` on PostgreSQL with the relay
-publishing to a local Tansu broker), rounds alternating off/on so a neighbour's load on
-the shared cores hits both alike. The server keeps running until its outbox has drained,
-so the relay's publishing counts too. Prints one JSON line: medians of throughput,
-latency and server CPU per created task for each mode, the costs and the targets met or not.
+over OTLP/HTTP to a receiver in this process that decodes and counts them. Same workload
+as tests/bench/task_api.py (its wrk or httpx load against `taskflow serve task-api` on
+PostgreSQL with the relay publishing to a local Tansu broker), rounds alternating the modes
+so a neighbour's load on the shared cores hits them alike. The server keeps running until
+its outbox has drained, so the relay's publishing counts too. Prints one JSON line: medians
+of throughput, latency and server CPU per created task for each mode, the costs and the
+targets met or not.
 
     .venv/bin/python -m tests.bench.tracing_cost --clients 32 --seconds 15 --rounds 2
 """
