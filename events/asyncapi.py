@@ -23,6 +23,8 @@ from events.payloads import (
     Payload,
     ReminderDigest,
     TaskReminder,
+    UserErased,
+    UserErasureApplied,
 )
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -42,6 +44,12 @@ class Channel:
     description: str
     key: dict[str, Any]
     payloads: tuple[type[Payload], ...]
+    # Messages keyed otherwise than the channel's usual key (`user.erased`: the user id).
+    keys: tuple[tuple[type[Payload], dict[str, Any]], ...] = ()
+
+    def key_of(self, payload: type[Payload]) -> dict[str, Any]:
+        """The Kafka key schema of `payload` on this channel."""
+        return dict(self.keys).get(payload, self.key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +66,8 @@ class Operation:
 
 _UUID = {"type": "string", "format": "uuid"}
 _USER_ID = {"type": "string", "description": "The user id (the JWT `sub`)."}
+# `user.erasure.applied` is on two channels but is one message: one key description.
+_ERASURE_KEYS = ((UserErasureApplied, {**_USER_ID, "description": "The erased user's id."}),)
 
 CHANNELS: tuple[Channel, ...] = (
     Channel(
@@ -67,27 +77,36 @@ CHANNELS: tuple[Channel, ...] = (
         "Every accepted change of a task, published by the task service's outbox relay "
         "(idempotent producer, acks=all) after the change's transaction commits; one event "
         "per change. `task.snapshot` republishes a task's live state to rebuild consumers' "
-        "state and is not a change.",
+        "state and is not a change. `user.erased` (keyed by the user id, so it is not "
+        "ordered with that user's task events) is written in the transaction that deleted "
+        "the user's tasks; a consumer keeps an erased-user record and drops any later event "
+        "of that user.",
         {**_UUID, "description": "The task id: one task's events stay in order."},
-        TASK_EVENTS,
+        (*TASK_EVENTS, UserErased),
+        keys=((UserErased, {**_USER_ID, "description": "The erased user's id."}),),
     ),
     Channel(
         "reminders",
         topics.REMINDERS,
         "Reminders that fired",
         "Reminders and per-user digests, published by the reminder dataflow. Event ids are "
-        "deterministic (`reminder_id`, `digest_id`), so a re-fired reminder is a duplicate.",
+        "deterministic (`reminder_id`, `digest_id`), so a re-fired reminder is a duplicate. "
+        "`user.erasure.applied` says the reminder flow finished its part of an erasure.",
         {**_USER_ID, "description": "The user id: one user's reminders stay in order."},
-        (TaskReminder, ReminderDigest),
+        (TaskReminder, ReminderDigest, UserErasureApplied),
+        keys=_ERASURE_KEYS,
     ),
     Channel(
         "notifications",
         topics.NOTIFICATIONS,
         "Notifications and their delivery outcomes",
         "In-app notifications as the notification worker stored them (`seq` is per user, "
-        "strictly increasing, gap-free) and the outcome of each channel's delivery.",
+        "strictly increasing, gap-free) and the outcome of each channel's delivery. "
+        "`user.erasure.applied` says the notification service finished its part of an "
+        "erasure.",
         {**_USER_ID, "description": "The user id: one user's notifications stay in order."},
-        (NotificationCreated, NotificationDelivered, NotificationFailed),
+        (NotificationCreated, NotificationDelivered, NotificationFailed, UserErasureApplied),
+        keys=_ERASURE_KEYS,
     ),
 )
 
@@ -157,6 +176,8 @@ _SUMMARIES = {
     "notification.created": "A notification was stored for a user (`seq` is gap-free).",
     "notification.delivered": "A channel delivered a notification.",
     "notification.failed": "A channel gave up on a notification after its attempts.",
+    "user.erased": "A user was erased; every service applies it to its own data.",
+    "user.erasure.applied": "A service finished (or deferred) its part of an erasure.",
 }
 
 
@@ -209,7 +230,8 @@ def _cloud_event_schema() -> dict[str, Any]:
             "subject": {
                 "type": "string",
                 "description": "The task id (the notification id for a notification "
-                "without a task, the user id for a digest).",
+                "without a task, the user id for a digest and for `user.erased` and "
+                "`user.erasure.applied`).",
             },
             "datacontenttype": {"type": "string", "const": codec.DATA_CONTENT_TYPE},
             "dataversion": {
@@ -398,7 +420,9 @@ def build_document() -> dict[str, Any]:
     messages: dict[str, Any] = {}
     for channel in CHANNELS:
         for payload in channel.payloads:
-            messages[message_key(payload)] = _message(payload, channel.key)
+            # A type on several channels (`user.erasure.applied`) is one message component:
+            # its key must be the same on each (a unit test checks it).
+            messages[message_key(payload)] = _message(payload, channel.key_of(payload))
     messages["deadLetter"] = _dead_letter()
     return {
         "asyncapi": ASYNCAPI_VERSION,

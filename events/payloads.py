@@ -195,6 +195,39 @@ class NotificationFailed(Payload):
     failed_at: AwareDatetime
 
 
+ErasingService = Literal["tasks", "notifications", "reminders", "audit"]
+ErasureOutcome = Literal["completed", "deferred_legal_hold"]
+
+
+class UserErased(Payload):
+    """A user asked to be forgotten (or an operator did it for them). The task service
+    deleted their tasks in the transaction that wrote this event; every other service
+    applies it to its own data and keeps an erased-user record, so a later event of the
+    same user (task events are keyed by task, this one by user) resurrects nothing.
+    Topic `taskflow.tasks`, key: the user id."""
+
+    event_type: ClassVar[str] = "user.erased"
+    user_id: str
+    erasure_id: uuid.UUID
+    requested_at: AwareDatetime
+    # "self" (the user's own token) or the operator's user id.
+    requested_by: str
+
+
+class UserErasureApplied(Payload):
+    """One service finished its part of an erasure (or deferred it under a legal hold).
+    Each service publishes it on the topic it produces to (notifications on
+    `taskflow.notifications`, the reminder flow on `taskflow.reminders`); the audit store,
+    which reads every topic, records them and answers the erasure status."""
+
+    event_type: ClassVar[str] = "user.erasure.applied"
+    user_id: str
+    erasure_id: uuid.UUID
+    service: ErasingService
+    outcome: ErasureOutcome = "completed"
+    applied_at: AwareDatetime
+
+
 TASK_EVENTS: tuple[type[TaskState], ...] = (
     TaskCreated,
     TaskUpdated,
@@ -211,6 +244,8 @@ ALL_PAYLOADS: tuple[type[Payload], ...] = (
     NotificationCreated,
     NotificationDelivered,
     NotificationFailed,
+    UserErased,
+    UserErasureApplied,
 )
 
 

@@ -24,9 +24,12 @@ from events.payloads import (
     Payload,
     ReminderDigest,
     ReminderSpec,
+    TaskCreated,
     TaskReminder,
     TaskState,
     TaskUpdated,
+    UserErased,
+    UserErasureApplied,
 )
 from tests.contract.documents import (
     ASYNCAPI_FILE,
@@ -97,11 +100,11 @@ def _refs(node: Any) -> list[str]:
     return []
 
 
-def test_every_registered_type_and_version_is_on_exactly_one_channel(
+def test_every_registered_type_and_version_is_on_a_channel(
     document: dict[str, Any],
 ) -> None:
-    on_channels = [(p.event_type, p.schema_version) for c in CHANNELS for p in c.payloads]
-    assert sorted(on_channels) == sorted(registered_types()), (
+    on_channels = {(p.event_type, p.schema_version) for c in CHANNELS for p in c.payloads}
+    assert on_channels == registered_types(), (
         "every payload in events.payloads.ALL_PAYLOADS needs its topic in events.asyncapi.CHANNELS"
     )
     for event_type, version in registered_types():
@@ -113,6 +116,37 @@ def test_every_registered_type_and_version_is_on_exactly_one_channel(
         if m["name"] != "dead-letter"
     }
     assert named == registered_types()
+
+
+def test_only_erasure_outcomes_travel_on_more_than_one_channel() -> None:
+    # Each service publishes its `user.erasure.applied` on the topic it produces to.
+    channels_of: dict[type[Payload], list[str]] = {}
+    for channel in CHANNELS:
+        for payload in channel.payloads:
+            channels_of.setdefault(payload, []).append(channel.name)
+    shared = {p: names for p, names in channels_of.items() if len(names) > 1}
+    assert shared == {UserErasureApplied: ["reminders", "notifications"]}
+
+
+def test_a_type_on_several_channels_has_one_key(document: dict[str, Any]) -> None:
+    # One message component per (type, version): its key must hold on every channel.
+    for payload in ALL_PAYLOADS:
+        keys = [c.key_of(payload) for c in CHANNELS if payload in c.payloads]
+        assert keys and all(key == keys[0] for key in keys), payload.event_type
+        binding = document["components"]["messages"][message_key(payload)]["bindings"]
+        assert binding["kafka"]["key"] == keys[0], payload.event_type
+
+
+def test_user_erased_is_keyed_by_the_user_on_the_task_topic(document: dict[str, Any]) -> None:
+    tasks = document["channels"]["tasks"]
+    assert tasks["address"] == topics.TASKS
+    assert message_key(UserErased) in tasks["messages"]
+    erased_key = document["components"]["messages"][message_key(UserErased)]["bindings"]
+    assert erased_key["kafka"]["key"]["description"] == "The erased user's id."
+    created = document["components"]["messages"][message_key(TaskCreated)]["bindings"]
+    assert created["kafka"]["key"]["format"] == "uuid"  # task events stay keyed by task
+    for name in ("reminders", "notifications"):
+        assert message_key(UserErasureApplied) in document["channels"][name]["messages"]
 
 
 def test_every_topic_is_a_channel(document: dict[str, Any]) -> None:
@@ -159,6 +193,12 @@ def sample(cls: type[Payload]) -> Payload:
         NotificationDelivered: NotificationDelivered(**notification, delivered_at=NOW),
         NotificationFailed: NotificationFailed(
             **notification, error="550", attempts=5, failed_at=NOW
+        ),
+        UserErased: UserErased(
+            user_id="alice", erasure_id=TASK_ID, requested_at=NOW, requested_by="self"
+        ),
+        UserErasureApplied: UserErasureApplied(
+            user_id="alice", erasure_id=TASK_ID, service="reminders", applied_at=NOW
         ),
     }
     return samples[cls]

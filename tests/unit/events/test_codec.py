@@ -24,6 +24,8 @@ from events.payloads import (
     TaskReminder,
     TaskState,
     TaskUpdated,
+    UserErased,
+    UserErasureApplied,
 )
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -87,6 +89,16 @@ def sample(cls: type[Payload]) -> Payload:
             error="500",
             attempts=3,
             failed_at=T0,
+        )
+    if cls is UserErased:
+        return cls(user_id="alice", erasure_id=TASK_ID, requested_at=T0, requested_by="ops")
+    if cls is UserErasureApplied:
+        return cls(
+            user_id="alice",
+            erasure_id=TASK_ID,
+            service="audit",
+            outcome="deferred_legal_hold",
+            applied_at=T0,
         )
     raise AssertionError(f"no sample for {cls}")
 
