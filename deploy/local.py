@@ -19,6 +19,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -66,11 +67,6 @@ async def _databases(admin_url: str, names: Mapping[str, str]) -> dict[str, str]
     return {svc: await ensure_database(admin_url, db) for svc, db in names.items()}
 
 
-def _check(stop: threading.Event) -> None:
-    if stop.is_set():
-        raise Interrupted("stop requested")
-
-
 def up(data_dir: str | Path = ".taskflow") -> int:
     """Run everything until Ctrl-C/SIGTERM; 0 after a clean stop, 1 if startup failed."""
     console = Console()
@@ -106,6 +102,145 @@ def up(data_dir: str | Path = ".taskflow") -> int:
     return 0
 
 
+@dataclass
+class _Startup:
+    """One `taskflow up` start, step by step; what each step started is stopped in reverse
+    through `cleanup`, and `rows`/`pids` collect what the summary table shows."""
+
+    layout: Layout
+    settings: UpSettings
+    selected: Sequence[str]
+    stop: threading.Event
+    console: Console
+    cleanup: contextlib.ExitStack
+    rows: list[Row] = field(default_factory=list)
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def check(self) -> None:
+        if self.stop.is_set():
+            raise Interrupted("stop requested")
+
+    def reserve_ports(self) -> int | None:
+        """Stop leftovers of a killed run, refuse busy ports; the split worker's port."""
+        ports = {
+            s.name: (s.port(os.environ), f"{s.prefix}PORT")
+            for s in SERVICES
+            if s.name in self.selected
+        }
+        if external_kafka() is None:
+            ports["broker"] = (self.settings.broker_port, "TASKFLOW_UP_BROKER_PORT")
+        split_worker_port = None
+        if self.settings.split_processes and "notify" in self.selected:
+            split_worker_port = self.settings.notify_worker_port
+            ports["notify-worker"] = (split_worker_port, "TASKFLOW_UP_NOTIFY_WORKER_PORT")
+        stale = reap_stale(self.layout.pids, self.settings.stop_timeout)
+        if stale:
+            self.console.step(f"stopped what a killed earlier run left running: {', '.join(stale)}")
+        check_ports(ports)
+        return split_worker_port
+
+    def start_database(self) -> str:
+        """The admin URL of the embedded server (started here) or the external one."""
+        admin_url = external_database()
+        if admin_url is not None:
+            self.rows.append(("postgres", "-", "TASKFLOW_DATABASE_URL (external)", "-"))
+            return admin_url
+        pgdata = self.layout.pgdata
+        self.console.step(f"starting embedded PostgreSQL in {pgdata}")
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (root shells, containers).
+            warnings.simplefilter("ignore")
+            prune_dead_handles(pgdata)
+            server = start_embedded(pgdata)
+        self.cleanup.callback(stop_restarted_server, pgdata)
+        self.cleanup.callback(server.cleanup)
+        self.pids["postgres"] = int(server.get_pid())
+        self.rows.append(("postgres", str(self.pids["postgres"]), server_url(server),
+                          str(pgdata / "log")))  # fmt: skip
+        return server_url(server)
+
+    def start_broker(self) -> tuple[str, bool]:
+        """The bootstrap address, and whether it is a broker this run started."""
+        bootstrap = external_kafka()
+        if bootstrap is not None:
+            self.rows.append(("broker", "-", f"{bootstrap} (external)", "-"))
+            return bootstrap, False
+        port = self.settings.broker_port
+        self.console.step(f"starting the local broker (Tansu) on 127.0.0.1:{port}")
+        broker_log = self.layout.logs / "broker.log"
+        try:
+            broker = start_broker(port, log_file=broker_log)
+        except (RuntimeError, TimeoutError) as exc:
+            raise StartupFailed(f"broker: {exc}; log {broker_log}:\n{tail(broker_log)}") from None
+        self.cleanup.callback(broker.stop)
+        self.pids["broker"] = broker.process.pid
+        self.rows.append(("broker", str(broker.process.pid), broker.bootstrap, str(broker_log)))
+        return broker.bootstrap, True
+
+    def create_topics(self, bootstrap: str, started_broker: bool) -> bool:
+        """Create missing topics; True when the broker was empty (a fresh log)."""
+        kafka = KafkaSettings(bootstrap=bootstrap)
+        if started_broker:
+            kafka = kafka.model_copy(update={"partitions": local_partitions(os.environ)})
+        created = ensure_topics(kafka)
+        if created:
+            self.console.step(f"created topics {', '.join(created)}")
+        return kafka.topics.tasks in created
+
+    def prepare(self, full_env: Mapping[str, str], needed: Sequence[Any], fresh: bool) -> None:
+        """Migrations, the flows' recovery dirs, and after an empty broker the snapshots."""
+        logs = self.layout.logs
+        if needed:
+            self.console.step(f"migrating {', '.join(s.name for s in needed)}")
+            migrate = [sys.executable, "-m", "deploy.cli", "migrate", *(s.name for s in needed)]
+            run_step("migrations", migrate, full_env, logs / "migrate.log", self.stop)
+        for flow in DATAFLOWS:
+            if flow.name in self.selected:
+                log, directory = logs / f"{flow.name}.log", self.layout.recovery(flow)
+                if fresh:
+                    reset_recovery(directory, full_env, log)
+                else:
+                    ensure_recovery(directory, full_env, log)
+        if fresh and "task-api" in self.selected:
+            self.console.step("empty broker: republishing open tasks as task.snapshot events")
+            republish = [sys.executable, "-m", "deploy.cli", *REPUBLISH]
+            run_step("republish", republish, full_env, logs / "republish.log", self.stop)
+
+    def start_children(
+        self, env: dict[str, str], full_env: Mapping[str, str], split_worker_port: int | None
+    ) -> Supervisor:
+        specs = child_specs(
+            self.selected, self.layout, env, full_env, split_worker_port=split_worker_port
+        )
+        supervisor = Supervisor(
+            specs,
+            self.layout.logs,
+            report=self.console.say,
+            stop_timeout=self.settings.stop_timeout,
+        )
+        self.cleanup.callback(supervisor.stop)
+        if specs:
+            self.console.step(f"starting {', '.join(s.name for s in specs)}")
+        supervisor.start_all()
+        supervisor.wait_ready(
+            self.settings.ready_timeout,
+            progress=lambda pending, elapsed: self.console.progress(len(specs), pending, elapsed),
+            should_stop=self.stop.is_set,
+        )
+        return supervisor
+
+    def announce(self, supervisor: Supervisor) -> None:
+        for child in supervisor.children:
+            self.rows.append(
+                (child.spec.name, str(child.pid), child.spec.where, str(child.log_path))
+            )
+        root = self.layout.root
+        self.console.say(f"TaskFlow is up (data dir {root}):")
+        self.console.table(self.rows)
+        hint = "" if root == Path(".taskflow").resolve() else f"TASKFLOW_DATA_DIR={root} "
+        self.console.say(f"get a token: {hint}taskflow token --user alice   (stop: Ctrl-C)")
+
+
 def _up(
     layout: Layout,
     settings: UpSettings,
@@ -114,68 +249,18 @@ def _up(
     console: Console,
     cleanup: contextlib.ExitStack,
 ) -> None:
-    rows: list[Row] = []
-    pids: dict[str, int] = {}
-    ports = {
-        s.name: (s.port(os.environ), f"{s.prefix}PORT") for s in SERVICES if s.name in selected
-    }
-    if external_kafka() is None:
-        ports["broker"] = (settings.broker_port, "TASKFLOW_UP_BROKER_PORT")
-    split_worker_port = None
-    if settings.split_processes and "notify" in selected:
-        split_worker_port = settings.notify_worker_port
-        ports["notify-worker"] = (split_worker_port, "TASKFLOW_UP_NOTIFY_WORKER_PORT")
-    stale = reap_stale(layout.pids, settings.stop_timeout)
-    if stale:
-        console.step(f"stopped what a killed earlier run left running: {', '.join(stale)}")
-    check_ports(ports)
+    run = _Startup(layout, settings, selected, stop, console, cleanup)
+    split_worker_port = run.reserve_ports()
     secret = os.environ.get("TASKFLOW_JWT_SECRET") or local_secret(layout.root)
     vapid = vapid_keys(layout.vapid)
-
-    admin_url = external_database()
-    if admin_url is None:
-        console.step(f"starting embedded PostgreSQL in {layout.pgdata}")
-        with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset (root shells, containers).
-            warnings.simplefilter("ignore")
-            prune_dead_handles(layout.pgdata)
-            server = start_embedded(layout.pgdata)
-        cleanup.callback(stop_restarted_server, layout.pgdata)
-        cleanup.callback(server.cleanup)
-        admin_url = server_url(server)
-        pids["postgres"] = int(server.get_pid())
-        rows.append(("postgres", str(pids["postgres"]), admin_url, str(layout.pgdata / "log")))
-    else:
-        rows.append(("postgres", "-", "TASKFLOW_DATABASE_URL (external)", "-"))
-    _check(stop)
+    admin_url = run.start_database()
+    run.check()
     needed = database_services(selected)
     missing = {s.name: s.database for s in needed if f"{s.prefix}DATABASE_URL" not in os.environ}
     database_urls = asyncio.run(_databases(admin_url, missing))
-    _check(stop)
-
-    bootstrap = external_kafka()
-    started_broker = bootstrap is None
-    if bootstrap is None:
-        console.step(f"starting the local broker (Tansu) on 127.0.0.1:{settings.broker_port}")
-        broker_log = layout.logs / "broker.log"
-        try:
-            broker = start_broker(settings.broker_port, log_file=broker_log)
-        except (RuntimeError, TimeoutError) as exc:
-            raise StartupFailed(f"broker: {exc}; log {broker_log}:\n{tail(broker_log)}") from None
-        cleanup.callback(broker.stop)
-        bootstrap = broker.bootstrap
-        pids["broker"] = broker.process.pid
-        rows.append(("broker", str(broker.process.pid), bootstrap, str(broker_log)))
-    else:
-        rows.append(("broker", "-", f"{bootstrap} (external)", "-"))
-    kafka = KafkaSettings(bootstrap=bootstrap)
-    if started_broker:
-        kafka = kafka.model_copy(update={"partitions": local_partitions(os.environ)})
-    created = ensure_topics(kafka)
-    fresh = kafka.topics.tasks in created
-    if created:
-        console.step(f"created topics {', '.join(created)}")
-
+    run.check()
+    bootstrap, started_broker = run.start_broker()
+    fresh = run.create_topics(bootstrap, started_broker)
     env = child_env(
         os.environ,
         secret=secret,
@@ -184,49 +269,14 @@ def _up(
         vapid=vapid,
     )
     full_env = {**os.environ, **env}
-    _check(stop)
-
-    if needed:
-        console.step(f"migrating {', '.join(s.name for s in needed)}")
-        migrate = [sys.executable, "-m", "deploy.cli", "migrate", *(s.name for s in needed)]
-        run_step("migrations", migrate, full_env, layout.logs / "migrate.log", stop)
-
-    for flow in DATAFLOWS:
-        if flow.name in selected:
-            log = layout.logs / f"{flow.name}.log"
-            if fresh:
-                reset_recovery(layout.recovery(flow), full_env, log)
-            else:
-                ensure_recovery(layout.recovery(flow), full_env, log)
-    if fresh and "task-api" in selected:
-        console.step("empty broker: republishing open tasks as task.snapshot events")
-        republish = [sys.executable, "-m", "deploy.cli", *REPUBLISH]
-        run_step("republish", republish, full_env, layout.logs / "republish.log", stop)
-    _check(stop)
-
-    specs = child_specs(selected, layout, env, full_env, split_worker_port=split_worker_port)
-    supervisor = Supervisor(
-        specs, layout.logs, report=console.say, stop_timeout=settings.stop_timeout
-    )
-    cleanup.callback(supervisor.stop)
-    if specs:
-        console.step(f"starting {', '.join(s.name for s in specs)}")
-    supervisor.start_all()
-    supervisor.wait_ready(
-        settings.ready_timeout,
-        progress=lambda pending, elapsed: console.progress(len(specs), pending, elapsed),
-        should_stop=stop.is_set,
-    )
-    _check(stop)
-
-    for child in supervisor.children:
-        rows.append((child.spec.name, str(child.pid), child.spec.where, str(child.log_path)))
-    console.say(f"TaskFlow is up (data dir {layout.root}):")
-    console.table(rows)
-    hint = "" if layout.root == Path(".taskflow").resolve() else f"TASKFLOW_DATA_DIR={layout.root} "
-    console.say(f"get a token: {hint}taskflow token --user alice   (stop: Ctrl-C)")
+    run.check()
+    run.prepare(full_env, needed, fresh)
+    run.check()
+    supervisor = run.start_children(env, full_env, split_worker_port)
+    run.check()
+    run.announce(supervisor)
     pgdata = layout.pgdata if external_database() is None else None
-    _supervise(supervisor, pids, layout.pids, stop, pgdata)
+    _supervise(supervisor, run.pids, layout.pids, stop, pgdata)
 
 
 def _supervise(
