@@ -17,6 +17,7 @@ from notify_ws.metrics import Metrics
 from notify_ws.service import ChannelFactory, Service
 from notify_ws.settings import Config
 from runtime.web import WebService, service_app
+from webapi.websocket import InlineWebsocketConnection
 
 SERVICE_NAME = "taskflow-notification-service"
 
@@ -49,7 +50,7 @@ def create_app(
                 "database": service.check_database,
                 "background": service.check_tasks,
             },
-            startup_checks={"kafka": service.check_kafka},
+            startup_checks={"kafka": service.check_kafka, "partitions": service.check_partitions},
             page_csp={"/console": CONSOLE_CSP},
             # A socket lives for hours: a span over its life says nothing and costs memory
             # per connection. Notification frames are traced from Kafka instead.
@@ -59,6 +60,9 @@ def create_app(
         ctx.tokens,
         config.security,
     )
+    # One task and no queue per socket instead of Quart's two tasks and a queue (the hub
+    # holds ~19,000 sockets: docs/adr/0009-asgi-server.md).
+    app.asgi_websocket_class = InlineWebsocketConnection
     app.extensions["notify_ws"] = ctx
     app.extensions["notify_ws.service"] = service
     app.register_blueprint(api)

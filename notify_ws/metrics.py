@@ -53,6 +53,11 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )  # fmt: skip
 
+        self.fast_path = family(
+            r, Counter, "taskflow_websocket_fast_path",
+            "Notifications this process's worker handed straight to its own hub after commit.",
+        )  # fmt: skip
+
     def breaker_state(self, key: str, state: State) -> None:
         """Per channel, not per breaker key: webhook keys name user-chosen hosts, which
         would make the label unbounded; the gauge shows the latest change of the channel."""

@@ -23,6 +23,7 @@ from notify_ws.context import NotifyContext
 from notify_ws.db import preferences as pf
 from notify_ws.db.preferences import PushSubscription
 from notify_ws.hub.feed import Feed
+from notify_ws.hub.local import hand_to_hub
 from notify_ws.hub.reads import ReadListener
 from notify_ws.hub.session import Session
 from notify_ws.worker.consumer import Worker
@@ -110,7 +111,12 @@ class Service:
             self._spawn("worker", self.worker.run(self.stop_event))
             self._spawn("outbox-sweep", self._sweep(publisher))
         if s.run_hub:
-            self.feed = Feed(kafka, ctx.hub, ctx.metrics, kafka.fetch_wait_ms(s.hub_fetch_wait_ms))
+            budget = s.hub_fetch_wait_ms
+            if self.worker is not None:
+                # The fast path: this process's notifications skip the Kafka round trip.
+                self.worker.on_committed = hand_to_hub(ctx.hub, ctx.metrics)
+                budget = s.hub_fetch_wait_fast_path_ms
+            self.feed = Feed(kafka, ctx.hub, ctx.metrics, kafka.fetch_wait_ms(budget))
             reads = ReadListener(s.database_url, pool, ctx.hub)
             self._spawn("hub-feed", self.feed.run(self.stop_event))
             self._spawn("read-listener", reads.run(self.stop_event))
@@ -173,3 +179,14 @@ class Service:
         if self.producer is None:
             raise RuntimeError("producer not started")
         await self.producer.check()
+
+    async def check_partitions(self) -> None:
+        """Start-up check: the worker's group has assigned it its partitions and the hub
+        feed holds every partition of the notifications topic (ready means consuming)."""
+        s, waiting = self.ctx.config.notify, []
+        if s.run_worker and not (self.worker and self.worker.assigned.is_set()):
+            waiting.append("worker group assignment")
+        if s.run_hub and not (self.feed and self.feed.ready.is_set()):
+            waiting.append("hub feed partitions")
+        if waiting:
+            raise RuntimeError(f"waiting for {' and '.join(waiting)}")

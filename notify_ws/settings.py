@@ -89,7 +89,14 @@ class NotifySettings(SecretFilesMixin, BaseSettings):
     ws_compression: bool = False
     ws_ping_interval: timedelta | None = timedelta(seconds=20)
     ws_close_timeout: timedelta = timedelta(seconds=2)
+    # The hub feed's Kafka wait on Tansu (which answers a fetch only when the wait runs out,
+    # at ~0.5 ms of broker CPU per fetch; on Kafka the wait is long and free either way).
+    # A hub without a worker in its process gets every frame through Kafka: a short wait.
     hub_fetch_wait_ms: int = 10
+    # With the worker in the process its notifications reach the hub directly (the fast
+    # path); the feed then only carries other instances' notifications: a long wait
+    # (docs/notifications.md has the measurement behind the value).
+    hub_fetch_wait_fast_path_ms: int = 250
     lag_interval: timedelta = timedelta(seconds=5)
 
     @model_validator(mode="after")

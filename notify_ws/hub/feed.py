@@ -65,9 +65,12 @@ class Feed:
     async def run(self, stop: asyncio.Event) -> None:
         consumer = await asyncio.to_thread(self._open)
         self.ready.set()
+        # A poll returns as soon as a fetch brings data: waiting as long as the broker does
+        # saves thread hops when idle and only delays noticing `stop`.
+        poll = min(max(self._fetch_wait_ms, 50), 500) / 1000
         try:
             while not stop.is_set():
-                msgs = await asyncio.to_thread(fetch, consumer, 1000, 0.05)
+                msgs = await asyncio.to_thread(fetch, consumer, 1000, poll)
                 for msg in msgs:
                     if msg.error() is None:
                         self._forward(msg)

@@ -1,13 +1,17 @@
 """The hub: this node's WebSocket connections by user, fed from Kafka and from read marks.
 
 Fan-out never awaits: each connection has a bounded queue, and a connection whose queue is
-full is closed with 1013 (try again later) instead of slowing anyone else.
+full is closed with 1013 (try again later) instead of slowing anyone else. Frames arrive
+from the Kafka feed (every instance's notifications) and, for notifications this process's
+worker committed, straight from the worker (the fast path); the per-connection seq filter
+sends each once.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from opentelemetry.context import Context
@@ -40,24 +44,66 @@ class Note:
 
 
 class Connection:
-    """One WebSocket: a bounded queue drained by its sender task."""
+    """One WebSocket. What waits to be sent sits in a bounded deque made on demand, and a
+    sender task exists only while there is something to send: an idle socket costs this
+    object and its handler's task, nothing more."""
 
-    __slots__ = ("user_id", "queue", "task", "close_code", "last_sent", "unread")
+    __slots__ = ("user_id", "limit", "pending", "drain", "sender", "handler", "stopping",
+                 "close_code", "error", "last_sent", "unread")  # fmt: skip
 
     def __init__(self, user_id: str, queue_size: int) -> None:
         self.user_id = user_id
-        self.queue: asyncio.Queue[Item] = asyncio.Queue(queue_size)
-        self.task: asyncio.Task[None] | None = None
+        self.limit = queue_size
+        self.pending: deque[Item] | None = None
+        # Set by the session once the replay is sent: starts a sender for queued items.
+        self.drain: Callable[[Connection], Coroutine[Any, Any, None]] | None = None
+        self.sender: asyncio.Task[None] | None = None
+        self.handler: asyncio.Task[Any] | None = None  # the task that reads the socket
+        self.stopping = False
         self.close_code: int | None = None
+        self.error: BaseException | None = None
         self.last_sent = 0
         self.unread = 0
+
+    @property
+    def queued(self) -> int:
+        return len(self.pending) if self.pending else 0
+
+    def put(self, item: Item) -> bool:
+        """Queue `item` (False when the queue is full) and start a sender if none runs."""
+        pending = self.pending
+        if pending is None:
+            pending = self.pending = deque()
+        elif len(pending) >= self.limit:
+            return False
+        pending.append(item)
+        self.wake()
+        return True
+
+    def wake(self) -> None:
+        if self.sender is None and self.drain is not None and self.pending and not self.stopping:
+            self.sender = asyncio.create_task(self.drain(self))
 
     def kick(self, code: int) -> None:
         """Stop sending and close with `code` (the handler does the closing)."""
         if self.close_code is None:
             self.close_code = code
-        if self.task is not None:
-            self.task.cancel()
+        self._stop()
+
+    def fail(self, error: BaseException) -> None:
+        """Sending failed: end the connection and let its handler raise `error`."""
+        if self.error is None:
+            self.error = error
+        self._stop()
+
+    def _stop(self) -> None:
+        if self.stopping:
+            return  # cancel the handler once: it uncancels exactly once
+        self.stopping = True
+        if self.sender is not None and self.sender is not asyncio.current_task():
+            self.sender.cancel()
+        if self.handler is not None:
+            self.handler.cancel()
 
 
 class Hub:
@@ -97,9 +143,9 @@ class Hub:
         self._metrics.connections.set(self._count)
 
     def offer(self, conn: Connection, item: Item) -> None:
-        try:
-            conn.queue.put_nowait(item)
-        except asyncio.QueueFull:
+        if conn.stopping:
+            return
+        if not conn.put(item):
             self._metrics.slow_disconnects.inc()
             conn.kick(TRY_AGAIN_LATER)
 
@@ -116,6 +162,14 @@ class Hub:
     def counts(self, user_id: str, unread: int, last_seq: int) -> None:
         for conn in tuple(self._by_user.get(user_id, ())):
             self.offer(conn, (COUNT, unread, last_seq))
+
+    def close_user(self, user_id: str, code: int) -> int:
+        """Close every connection of `user_id` with `code` (4403 once the user is erased;
+        the endpoint maps the code to its reason); returns how many."""
+        conns = tuple(self._by_user.get(user_id, ()))
+        for conn in conns:
+            conn.kick(code)
+        return len(conns)
 
     async def shutdown(self, timeout: float) -> None:
         """Close every connection with 1001 and wait (bounded) for them to go."""

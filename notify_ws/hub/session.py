@@ -17,6 +17,7 @@ from notify_ws.db.notifications import Notification
 from notify_ws.hub.hub import COUNT, NOTE, RAW, Connection, Hub, Note
 from notify_ws.metrics import Metrics
 from observability.messaging import websocket_send_span
+from webapi.websocket import ClientDisconnected
 
 Send = Callable[[str], Awaitable[None]]
 Receive = Callable[[], Awaitable[str | bytes]]
@@ -64,8 +65,8 @@ class Session:
         finally:
             otel_context.detach(token)
 
-    async def sender(self, conn: Connection, send: Send, since: int | None) -> None:
-        """Replay, then drain the connection's queue until cancelled."""
+    async def start(self, conn: Connection, send: Send, since: int | None) -> None:
+        """Replay and the first count, then hand the connection's queue to a sender."""
         async with self._pool.acquire() as db:
             # One snapshot: the counter and the replay agree on what exists.
             async with db.transaction(isolation="repeatable_read", readonly=True):
@@ -77,25 +78,43 @@ class Session:
             await self._send(send, note_frame(note))
         conn.last_sent, conn.unread = last_seq, unread
         await self._send(send, count_frame(unread))
-        queue = conn.queue
-        while True:
-            kind, a, b = await queue.get()
-            if kind == NOTE:
-                if a <= conn.last_sent:
-                    continue  # replayed already, or an old message re-read by the feed
-                if a > conn.last_sent + 1:
-                    await self._fill_gap(conn, send, a)
-                await self._send_note(conn, send, a, b)
-                conn.last_sent = a
-                conn.unread += 1
-            elif kind == COUNT:
-                # Notifications sent here after the counter was read are all still unread.
-                conn.unread = a + max(0, conn.last_sent - b)
-            else:
-                await self._send(send, b)
-                continue
-            if queue.empty():  # one count per burst, not one per frame
-                await self._send(send, count_frame(conn.unread))
+
+        async def drain(c: Connection) -> None:
+            await self._drain(c, send)
+
+        conn.drain = drain
+        conn.wake()  # what arrived during the replay
+
+    async def _drain(self, conn: Connection, send: Send) -> None:
+        """Send what is queued, then end: the next item starts a new sender."""
+        counted = True
+        try:
+            while pending := conn.pending:
+                kind, a, b = pending.popleft()
+                if kind == NOTE:
+                    # Not at or below last_sent: replayed, sent by the fast path, or re-read.
+                    if a > conn.last_sent:
+                        if a > conn.last_sent + 1:
+                            await self._fill_gap(conn, send, a)
+                        await self._send_note(conn, send, a, b)
+                        conn.last_sent = a
+                        conn.unread += 1
+                        counted = False
+                elif kind == COUNT:
+                    # Notifications sent here after the counter was read are all still unread.
+                    conn.unread = a + max(0, conn.last_sent - b)
+                    counted = False
+                else:
+                    await self._send(send, b)
+                if not counted and not pending:  # one count per burst, not one per frame
+                    counted = True
+                    await self._send(send, count_frame(conn.unread))
+        except Exception as exc:  # noqa: BLE001 - the socket failed: its handler raises it
+            conn.fail(exc)
+        finally:
+            if not conn.pending:
+                conn.pending = None  # an idle socket keeps no buffer
+            conn.sender = None
 
     async def _fill_gap(self, conn: Connection, send: Send, upto: int) -> None:
         """The feed skipped something (e.g. it started late): take it from the database."""
@@ -106,7 +125,7 @@ class Session:
             conn.last_sent = note.seq
             conn.unread += 0 if note.read else 1
 
-    async def receiver(self, conn: Connection, receive: Receive) -> None:
+    async def receive(self, conn: Connection, receive: Receive) -> None:
         """Client frames: read and ping; anything else gets an error frame."""
         while True:
             raw = await receive()
@@ -143,19 +162,27 @@ class Session:
 async def run_connection(
     session: Session, hub: Hub, conn: Connection, send: Send, receive: Receive, since: int | None
 ) -> int | None:
-    """Run until the client leaves or the hub kicks it; returns the close code to send."""
-    sender = asyncio.create_task(session.sender(conn, send, since))
-    conn.task = sender
+    """Run in the socket's own task until the client leaves or the hub kicks it (which
+    cancels this task once); returns the close code to send. `receive` raising ends it:
+    `ClientDisconnected` quietly, anything else (a policy violation) to the caller."""
+    task = asyncio.current_task()
+    assert task is not None  # noqa: S101 - always called from a task
+    conn.handler = task
     hub.register(conn)
-    receiver = asyncio.create_task(session.receiver(conn, receive))
     try:
-        await asyncio.wait((sender, receiver), return_when=asyncio.FIRST_COMPLETED)
+        await session.start(conn, send, since)
+        await session.receive(conn, receive)
+    except ClientDisconnected:
+        pass
+    except asyncio.CancelledError:
+        if not conn.stopping or task.uncancel() > 0:
+            raise  # cancelled by someone else (the server shutting down)
     finally:
+        conn.handler = None
         hub.unregister(conn)
-        sender.cancel()
-        receiver.cancel()
-        await asyncio.gather(sender, receiver, return_exceptions=True)
-    for task in (sender, receiver):
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+        conn.stopping = True  # no sender may start after this
+        if conn.sender is not None:
+            conn.sender.cancel()
+    if conn.error is not None:
+        raise conn.error
     return conn.close_code

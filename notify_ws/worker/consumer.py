@@ -17,6 +17,7 @@ from events.dlq import dead_letter
 from events.errors import DecodeError
 from events.kafka import KafkaSettings
 from events.producer import AsyncProducer
+from notify_ws.db.notifications import Notification
 from notify_ws.hub.feed import fetch
 from notify_ws.metrics import Metrics
 from notify_ws.settings import NotifySettings
@@ -44,6 +45,11 @@ class Worker:
         self._metrics, self._on_created = metrics, on_created
         self._consumer: Any = None
         self.ready = asyncio.Event()
+        # Set once the group has given this worker its partitions (the readiness check).
+        self.assigned = asyncio.Event()
+        # Called with the notifications of a batch right after its transaction commits,
+        # before they are published: the service hands them to this process's hub.
+        self.on_committed: Callable[[Sequence[Notification]], None] = _nothing
 
     async def run(self, stop: asyncio.Event) -> None:
         topics = self._kafka.topics
@@ -52,7 +58,13 @@ class Worker:
             overrides["session.timeout.ms"] = self._s.worker_session_timeout_ms
             overrides["heartbeat.interval.ms"] = max(100, self._s.worker_session_timeout_ms // 6)
         consumer = Consumer(self._kafka.consumer(self._s.worker_group, **overrides))
-        consumer.subscribe([topics.tasks, topics.reminders])
+        loop = asyncio.get_running_loop()
+
+        def on_assign(_consumer: Any, _partitions: list[TopicPartition]) -> None:
+            # librdkafka calls this in the poll thread.
+            loop.call_soon_threadsafe(self.assigned.set)
+
+        consumer.subscribe([topics.tasks, topics.reminders], on_assign=on_assign)
         self._consumer = consumer
         self.ready.set()
         next_lag = 0.0
@@ -115,6 +127,7 @@ class Worker:
                     if stop.is_set() and attempt.retry_state.attempt_number > 1:
                         return  # shutting down mid-outage: no commit, redelivered later
                     result = await self._processor.process(good)
+            self.on_committed(result.created)
             bad += [(ref, why) for ref, why in result.failed]
             await self._dead_letters(bad)
             seconds = time.perf_counter() - started
@@ -160,6 +173,10 @@ class Worker:
                 self._metrics.lag.set(self._s.worker_group, tp.topic, tp.partition, max(lag, 0))
         except KafkaException as exc:
             log.debug("lag not measured: %s", exc)
+
+
+def _nothing(_notes: Sequence[Notification]) -> None:
+    return None
 
 
 def _headers(msg: Message) -> list[tuple[str, Any]]:

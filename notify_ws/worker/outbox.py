@@ -46,12 +46,17 @@ def event_id(payload: Payload) -> str:
     """The same id every time one notification's event is (re)published, so a sweep's
     re-send is recognisably a duplicate (the audit store keeps each event id once)."""
     if isinstance(payload, NotificationCreated):
-        name = f"{payload.event_type}/{payload.notification.id}"
-    elif isinstance(payload, NotificationDelivered | NotificationFailed):
+        return created_event_id(payload.notification.id)
+    if isinstance(payload, NotificationDelivered | NotificationFailed):
         name = f"{payload.event_type}/{payload.notification_id}/{payload.channel}"
     else:
         return new_event_id()
     return str(uuid.uuid5(EVENT_IDS, name))
+
+
+def created_event_id(notification_id: uuid.UUID) -> str:
+    """The id of the `notification.created` event of one notification."""
+    return str(uuid.uuid5(EVENT_IDS, f"notification.created/{notification_id}"))
 
 
 class Publisher:

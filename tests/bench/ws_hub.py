@@ -7,11 +7,16 @@ Tansu broker and Postgres; N WebSocket clients in separate processes (one user e
   - delivered notification frames/s for a burst of B notifications,
   - event -> frame latency (Kafka produce time to client receipt) with L connected users
     receiving R notifications/s in total for D seconds.
+With `--servers hypercorn,uvicorn,granian` the hub phase runs once per server (same app,
+same clients, same run: one line each), so the servers compare side by side.
 Line 2 (worker): E `task.created` events preloaded on `taskflow.tasks`, then one worker
 process; events/s from the first to the last persisted and published notification.
+Each line carries `targets`: issue 12's target 5 (and the worker's floor), met or not met,
+and the load average the run saw (the machine is shared: compare only side-by-side runs).
 
-    python tests/bench/ws_hub.py [--connections 20000] [--latency-users 10000]
+    python tests/bench/ws_hub.py [--connections 19000] [--latency-users 10000]
         [--rate 2000] [--duration 10] [--burst 60000] [--events 20000]
+        [--servers hypercorn] [--no-worker]
 
 Needs PostgreSQL at TASKFLOW_BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/postgres).
 """
@@ -209,11 +214,34 @@ async def wait_received(pipes: list[Any], want: int, timeout: float) -> list[Any
 # ---------------------------------------------------------------- phases
 
 
-async def hub_phase(args: argparse.Namespace, db_url: str, kafka: KafkaSettings) -> dict[str, Any]:
+# Issue 12, target 5 (per hub process), and the worker's floor.
+HUB_TARGETS = {
+    "connections_held": (">=", 19000),
+    "rss_per_connection_kib": ("<=", 30),
+    "delivered_msgs_per_s": (">=", 20000),
+    "latency_p99_ms": ("<=", 50),
+}
+WORKER_TARGETS = {"events_per_s": (">=", 3000)}
+
+
+def judged(result: dict[str, Any], targets: dict[str, tuple[str, float]]) -> dict[str, Any]:
+    """`result` plus each target as "met"/"not met" and the machine's load average."""
+    verdicts = {}
+    for key, (op, bound) in targets.items():
+        value = result[key]
+        ok = value >= bound if op == ">=" else value <= bound
+        verdicts[key] = f"{value} {op} {bound}: {'met' if ok else 'not met'}"
+    return result | {"targets": verdicts, "loadavg": [round(x, 2) for x in os.getloadavg()]}
+
+
+async def hub_phase(
+    args: argparse.Namespace, db_url: str, kafka: KafkaSettings, server: str
+) -> dict[str, Any]:
     port = free_port()
     hub = start_service(db_url, kafka, port, TASKFLOW_NOTIFY_RUN_WORKER="false",
                         TASKFLOW_NOTIFY_RUN_DISPATCHER="false",
-                        TASKFLOW_NOTIFY_WS_QUEUE_SIZE="1024")  # fmt: skip
+                        TASKFLOW_NOTIFY_WS_QUEUE_SIZE="1024",
+                        TASKFLOW_SERVER=server)  # fmt: skip
     proc = psutil.Process(hub.pid)
     producer = AsyncProducer(kafka.producer(**{"linger.ms": 1}))
     await producer.warm_up(kafka.topics.notifications)
@@ -230,7 +258,7 @@ async def hub_phase(args: argparse.Namespace, db_url: str, kafka: KafkaSettings)
                 except httpx.TransportError:
                     await asyncio.sleep(0.1)
         rss_before = proc.memory_info().rss
-        users = [f"bench-{i}" for i in range(args.connections)]
+        users = [f"bench-{server}-{i}" for i in range(args.connections)]
         nproc = max(1, args.client_processes)
         ctx = mp.get_context("spawn")
         progress(f"connecting {len(users)} clients from {nproc} processes")
@@ -271,6 +299,7 @@ async def hub_phase(args: argparse.Namespace, db_url: str, kafka: KafkaSettings)
         q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [0.0] * 99
         return {
             "bench": "ws_hub",
+            "server": server,
             "connections_held": held,
             "connect_seconds": round(connect_s, 1),
             "hub_rss_mib": round(rss_after / 2**20, 1),
@@ -356,13 +385,19 @@ async def worker_phase(
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--connections", type=int, default=20000)
+    parser.add_argument("--connections", type=int, default=19000)
     parser.add_argument("--latency-users", type=int, default=10000)
     parser.add_argument("--rate", type=float, default=2000)
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--burst", type=int, default=60000)
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument(
+        "--servers",
+        default="hypercorn",
+        help="comma-separated: hypercorn,uvicorn,granian (the hub phase each)",
+    )
+    parser.add_argument("--no-worker", action="store_true", help="skip the worker phase")
     args = parser.parse_args()
     broker = start_broker()
     name = f"bench_notify_{uuid.uuid4().hex[:8]}"
@@ -371,8 +406,12 @@ async def main() -> None:
         ensure_topics(kafka)
         db_url = await ensure_database(ADMIN, name)
         await migrate(db_url)
-        print(json.dumps(await hub_phase(args, db_url, kafka)), flush=True)
-        print(json.dumps(await worker_phase(args, db_url, kafka)), flush=True)
+        for server in args.servers.split(","):
+            result = await hub_phase(args, db_url, kafka, server.strip())
+            print(json.dumps(judged(result, HUB_TARGETS)), flush=True)
+        if not args.no_worker:
+            result = await worker_phase(args, db_url, kafka)
+            print(json.dumps(judged(result, WORKER_TARGETS)), flush=True)
     finally:
         broker.stop()
         await drop_database(ADMIN, name)

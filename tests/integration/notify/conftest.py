@@ -33,7 +33,7 @@ from notify_ws.clock import Clock
 from notify_ws.db.migrate import migrate
 from notify_ws.service import ChannelFactory
 from notify_ws.settings import Config, NotifySettings
-from runtime.servers import serve
+from runtime.servers import ServerName, serve
 from webapi.auth import AuthSettings, issue_token
 
 SECRET = "integration-test-secret-0123456789abcdef"
@@ -160,8 +160,9 @@ async def running(
     kafka: KafkaSettings,
     clock: Clock | None = None,
     channels: ChannelFactory | None = None,
+    server: ServerName = DEFAULT_SERVER,
 ) -> AsyncIterator[Running]:
-    """The real app on Hypercorn on a free port, in this process."""
+    """The real app on `server` (the service's default) on a free port, in this process."""
     config = Config(notify=settings, kafka=kafka, auth=AuthSettings(jwt_secret=SECRET))
     app = create_app(config, clock=clock, channels=channels)
     port = free_port()
@@ -177,9 +178,7 @@ async def running(
 
         closer = asyncio.create_task(trigger())
         try:
-            await serve(
-                DEFAULT_SERVER, app, server_options(settings, "127.0.0.1", port), server_stop
-            )
+            await serve(server, app, server_options(settings, "127.0.0.1", port), server_stop)
         finally:
             closer.cancel()
 
