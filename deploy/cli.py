@@ -161,7 +161,7 @@ def _dlq_list(args: argparse.Namespace) -> int:
     except DlqError as exc:
         print(f"taskflow: {exc}", file=sys.stderr)
         return 1
-    for letter in select(letters, args.topic, since):
+    for letter in select(letters, args.topic, since, user=args.user):
         print(json.dumps(letter.summary()) if args.json else letter.line())
     return 0
 
@@ -186,6 +186,43 @@ def _dlq_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _user_export(args: argparse.Namespace) -> int:
+    from deploy.local import dev_token
+    from deploy.user_export import gather, peers, summary, write
+
+    token = args.token or dev_token(args.user)
+    document = asyncio.run(gather(args.user, token, peers(), datetime.now(UTC)))
+    write(document, args.out)
+    for line in summary(document):
+        print(line, file=sys.stderr)
+    if not document["complete"]:
+        print("taskflow: the export is incomplete (see `services`)", file=sys.stderr)
+    return 0 if document["complete"] else 1
+
+
+def _user_reapply(args: argparse.Namespace) -> int:
+    from task_api.erasure import reapply_after_restore
+
+    count = asyncio.run(reapply_after_restore())
+    print(f"re-applied {count} erasures (their user.erased events are queued again)")
+    return 0
+
+
+def _user_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    user = sub.add_parser("user", help="a user's data: export, erasure after a restore")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    export = user_sub.add_parser("export", help="every service's data of a user, one JSON file")
+    export.add_argument("--user", required=True)
+    export.add_argument("--out", type=Path, default=None, help="file (default: stdout)")
+    export.add_argument("--token", help="the user's JWT (default: minted like `taskflow token`)")
+    export.set_defaults(func=_user_export)
+    reapply = user_sub.add_parser(
+        "reapply-erasures",
+        help="after a restore from backup: delete erased users' rows again, re-send user.erased",
+    )
+    reapply.set_defaults(func=_user_reapply)
+
+
 def _operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dlq = sub.add_parser("dlq", help="list and replay dead letters (taskflow.dlq)")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
@@ -193,6 +230,7 @@ def _operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     listing.add_argument("--topic", help="only dead letters from this origin topic")
     listing.add_argument("--since", help="ISO time (2026-01-15T12:00Z) or duration (2h, PT30M)")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.add_argument("--user", help="only dead letters about this user (docs/privacy.md)")
     listing.set_defaults(func=_dlq_list)
     replay = dlq_sub.add_parser("replay", help="re-publish dead letters to their origin topic")
     replay.add_argument("ids", nargs="*", metavar="ID", help="ids as `dlq list` prints them")
@@ -261,6 +299,7 @@ def parser() -> argparse.ArgumentParser:
     vapid = sub.add_parser("vapid-keys", help="generate a VAPID key pair for Web Push")
     vapid.set_defaults(func=_vapid_keys)
     _operator_commands(sub)
+    _user_commands(sub)
     return root
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import orjson
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from pydantic import TypeAdapter, ValidationError
 
@@ -55,6 +56,16 @@ class DeadLetter:
         """Stable: the DLQ partition and offset never change for this message."""
         return f"{self.dlq_partition}:{self.dlq_offset}"
 
+    @property
+    def user(self) -> str | None:
+        """The user the original event is about (its CloudEvent `userid`), if it says."""
+        try:
+            doc = orjson.loads(self.value or b"")
+        except orjson.JSONDecodeError:
+            return None
+        user = doc.get("userid") if isinstance(doc, dict) else None
+        return user if isinstance(user, str) else None
+
     def original_headers(self) -> list[tuple[str, bytes]]:
         """The headers the message had before it was dead-lettered."""
         return [(k, v) for k, v in self.headers if not k.startswith("dlq.")]
@@ -70,6 +81,7 @@ class DeadLetter:
             "error": self.error,
             "when": self.when.isoformat() if self.when else None,
             "key": self.key.decode("utf-8", "replace") if self.key is not None else None,
+            "user": self.user,
         }
 
     def line(self) -> str:
@@ -164,15 +176,25 @@ def parse_since(text: str, now: datetime) -> datetime:
 
 
 def select(
-    letters: Iterable[DeadLetter], topic: str | None = None, since: datetime | None = None
+    letters: Iterable[DeadLetter],
+    topic: str | None = None,
+    since: datetime | None = None,
+    *,
+    user: str | None = None,
 ) -> list[DeadLetter]:
-    """Dead letters from origin `topic` (any if None) dead-lettered at or after `since`."""
+    """Dead letters from origin `topic` (any if None) dead-lettered at or after `since`,
+    about `user` (any if None; a letter whose value names no user matches by its key)."""
     return [
         d
         for d in letters
         if (topic is None or d.topic == topic)
         and (since is None or (d.when is not None and d.when >= since))
+        and (user is None or user in (d.user, _key_text(d)))
     ]
+
+
+def _key_text(letter: DeadLetter) -> str | None:
+    return letter.key.decode("utf-8", "replace") if letter.key is not None else None
 
 
 def pick(letters: Sequence[DeadLetter], ids: Sequence[str]) -> list[DeadLetter]:

@@ -16,6 +16,7 @@ from observability.db import instrument_asyncpg
 from runtime.web import WebService, service_app
 from task_api.context import Clock, TaskContext, utc_now
 from task_api.http.routes import tasks
+from task_api.http.users import users
 from task_api.mcp import mount_mcp
 from task_api.metrics import TaskMetrics
 from task_api.relay import RELAY_PRODUCER, OutboxRelay
@@ -83,6 +84,7 @@ def create_app(
     app.extensions["task_api"] = context
     relay_task: asyncio.Task[None] | None = None
     app.register_blueprint(tasks)
+    app.register_blueprint(users)  # erasure and export (issue 16)
     # The second front door (issue 15): MCP at /mcp, same use cases, context and limits.
     mount_mcp(app, context, config, registry, service_name=SERVICE_NAME)
 

@@ -45,3 +45,24 @@ class IdempotencyInProgress(ProblemError):
     status = 409
     title = "Conflict"
     slug = "idempotency-in-progress"
+
+
+class UserGone(ProblemError):
+    """A write for a user who was erased: nothing new is created for them (410, not 403:
+    the request is well-formed and authorised, the user it is about no longer exists)."""
+
+    status = 410
+    title = "Gone"
+    slug = "user-erased"
+
+    def __init__(self) -> None:
+        super().__init__("this user was erased; nothing can be written for them any more")
+
+
+class UserNotFound(NotFound):
+    """An unknown user, or one the caller may not see (never 403: that would reveal them)."""
+
+    slug = "user-not-found"
+
+    def __init__(self) -> None:
+        super().__init__("no such user")

@@ -31,10 +31,16 @@ from events.topics import Topics
 from observability.propagation import current_traceparent
 from reminders.domain.recurrence import next_occurrence
 from task_api.commands import WRITABLE, CreateTask, UpdateTask
-from task_api.db import outbox
+from task_api.db import erasures, outbox
 from task_api.db.models import Task
 from task_api.db.writes import insert_task_with_event
-from task_api.exceptions import InvalidTask, StateConflict, TaskNotFound, VersionMismatch
+from task_api.exceptions import (
+    InvalidTask,
+    StateConflict,
+    TaskNotFound,
+    UserGone,
+    VersionMismatch,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +125,9 @@ async def _lock_task(
 ) -> Task:
     task = await Task.filter(id=task_id, user_id=user_id).select_for_update().using_db(conn).first()
     if task is None:
+        # Only on this failure path: an erased user's write says why it cannot succeed.
+        if await erasures.is_erased(conn, user_id):
+            raise UserGone()
         raise TaskNotFound()
     if if_match is not None and task.version != if_match:
         raise VersionMismatch(f"the task is at version {task.version}, not {if_match}")

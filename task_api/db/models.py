@@ -63,3 +63,16 @@ class IdempotencyRecord(Model):
     class Meta:
         table = "idempotency_keys"
         unique_together = (("user_id", "key"),)
+
+
+class Erasure(Model):
+    """A user erased at their request (or an operator's): kept for good, so writes of that
+    user stay refused and a restore from backup can re-apply the erasure."""
+
+    user_id = fields.CharField(max_length=255, primary_key=True)
+    erasure_id = fields.UUIDField(unique=True)
+    requested_at = fields.DatetimeField()
+    requested_by = fields.CharField(max_length=255)
+
+    class Meta:
+        table = "erasures"

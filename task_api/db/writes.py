@@ -14,8 +14,10 @@ import orjson
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from events.codec import Envelope, encode
+from task_api.db.erasures import is_erased_refusal
 from task_api.db.models import Task
 from task_api.db.outbox import trace_headers
+from task_api.exceptions import UserGone
 
 INSERT_TASK_WITH_EVENT = """
 WITH new_task AS (
@@ -32,7 +34,17 @@ VALUES ($17, $18, $19, $20, $21, $22::jsonb, $23)
 async def insert_task_with_event(
     conn: BaseDBAsyncClient, task: Task, topic: str, envelope: Envelope[Any]
 ) -> None:
-    """Insert a new task and the event announcing it, atomically."""
+    """Insert a new task and the event announcing it, atomically (UserGone for a user who
+    was erased: the tasks table's trigger refuses the row)."""
+    try:
+        await _insert(conn, task, topic, envelope)
+    except Exception as exc:
+        if is_erased_refusal(exc):
+            raise UserGone() from None
+        raise
+
+
+async def _insert(conn: BaseDBAsyncClient, task: Task, topic: str, envelope: Envelope[Any]) -> None:
     await conn.execute_query(
         INSERT_TASK_WITH_EVENT,
         [

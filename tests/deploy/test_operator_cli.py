@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -68,7 +69,21 @@ def test_list_json_prints_one_object_per_dead_letter(capsys: pytest.CaptureFixtu
         "error": "DecodeError: not JSON\nat line 1",
         "when": T0.isoformat(),
         "key": "task-1",
+        "user": None,
     }
+
+
+def test_list_user_finds_a_users_dead_letters_by_their_event_or_key(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    about_alice = [
+        replace(letter(5), value=json.dumps({"userid": "alice", "type": "task.created"}).encode()),
+        replace(letter(6, topic="taskflow.notifications"), key=b"alice", value=b"\xff not json"),
+        replace(letter(7), value=json.dumps({"userid": "bob"}).encode()),
+    ]
+    assert run(["dlq", "list", "--json", "--user", "alice"], FakeStore(LETTERS + about_alice)) == 0
+    docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(d["id"], d["user"]) for d in docs] == [("0:5", "alice"), ("0:6", None)]
 
 
 def test_list_lines_name_the_origin_and_keep_one_line_each(
@@ -146,6 +161,14 @@ def test_operator_commands_parse() -> None:
     assert args.func.__name__ == "_snapshots_republish"
     with pytest.raises(SystemExit):
         parser().parse_args(["recovery", "reset", "payments"])
+    args = parser().parse_args(["user", "export", "--user", "u1", "--out", "out/x.json"])
+    assert (args.func.__name__, args.user, str(args.out), args.token) == (
+        "_user_export",
+        "u1",
+        "out/x.json",
+        None,
+    )
+    assert parser().parse_args(["user", "reapply-erasures"]).func.__name__ == "_user_reapply"
 
 
 class UnreachableStore(FakeStore):
