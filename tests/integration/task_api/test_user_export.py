@@ -27,7 +27,6 @@ from tests.integration.task_api.conftest import SECRET, create
 from tests.kafka_helpers import TopicReader, headers_of
 from webapi.auth import issue_token
 
-
 USER = web.AppKey("user", str)
 
 
