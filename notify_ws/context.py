@@ -30,6 +30,8 @@ class NotifyContext:
     session: Session = field(init=False)
     # Where webhooks may go: checked on PUT /preferences and again at each delivery.
     webhook_targets: TargetPolicy = field(init=False)
+    # Users erased while this process runs (filled by the hub's erasure listener).
+    erased_recently: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.webhook_targets = target_policy(self.config)

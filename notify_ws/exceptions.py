@@ -23,6 +23,17 @@ class SubscriptionNotFound(NotFound, NotifyError):
         super().__init__("no such push subscription")
 
 
+class UserGone(NotifyError):
+    """The caller's user was erased: the token may still verify, the account is gone."""
+
+    status = 410
+    title = "Gone"
+    slug = "user-erased"
+
+    def __init__(self) -> None:
+        super().__init__("this user was erased; nothing of theirs is kept or sent")
+
+
 class InvalidPreferences(ValidationProblem, NotifyError):
     """Preferences that parse but break a rule across fields."""
 

@@ -22,11 +22,13 @@ from notify_ws.channels.webhook import Webhook
 from notify_ws.context import NotifyContext
 from notify_ws.db import preferences as pf
 from notify_ws.db.preferences import PushSubscription
+from notify_ws.hub.erasures import ErasureListener
 from notify_ws.hub.feed import Feed
 from notify_ws.hub.local import hand_to_hub
 from notify_ws.hub.reads import ReadListener
 from notify_ws.hub.session import Session
 from notify_ws.worker.consumer import Worker
+from notify_ws.worker.erasures import ErasurePublisher
 from notify_ws.worker.outbox import Publisher
 from notify_ws.worker.processor import Processor
 
@@ -54,6 +56,7 @@ class Service:
         self.dispatcher: Dispatcher | None = None
         self.worker: Worker | None = None
         self.feed: Feed | None = None
+        self.erasures: ErasurePublisher | None = None
 
     def default_channels(self, pool: Any) -> Sequence[Channel]:
         s = self.ctx.config.notify
@@ -90,6 +93,9 @@ class Service:
         except Exception as exc:  # noqa: BLE001 - events wait in the outbox until it is back
             log.warning("Kafka not reachable at start: %s", exc)
         publisher = Publisher(self.producer, kafka.topics, s.source, pool, ctx.clock, ctx.metrics)
+        self.erasures = ErasurePublisher(
+            self.producer, kafka.topics, s.source, pool, ctx.clock, ctx.metrics
+        )
         on_change = ctx.metrics.breaker_state
 
         breakers = Breakers(
@@ -105,9 +111,8 @@ class Service:
             self._spawn("dispatcher", self.dispatcher.run(self.stop_event))
         if s.run_worker:
             wake = self.dispatcher.wake if self.dispatcher else (lambda: None)
-            self.worker = Worker(
-                kafka, s, Processor(pool, ctx.clock), publisher, self.producer, ctx.metrics, wake
-            )
+            processor = Processor(pool, ctx.clock, self.erasures.wake)
+            self.worker = Worker(kafka, s, processor, publisher, self.producer, ctx.metrics, wake)
             self._spawn("worker", self.worker.run(self.stop_event))
             self._spawn("outbox-sweep", self._sweep(publisher))
         if s.run_hub:
@@ -117,7 +122,8 @@ class Service:
                 self.worker.on_committed = hand_to_hub(ctx.hub, ctx.metrics)
                 budget = s.hub_fetch_wait_fast_path_ms
             self.feed = Feed(kafka, ctx.hub, ctx.metrics, kafka.fetch_wait_ms(budget))
-            reads = ReadListener(s.database_url, pool, ctx.hub)
+            erased = ErasureListener(pool, ctx.hub, ctx.erased_recently)
+            reads = ReadListener(s.database_url, pool, ctx.hub, erased)
             self._spawn("hub-feed", self.feed.run(self.stop_event))
             self._spawn("read-listener", reads.run(self.stop_event))
             # Accept no WebSocket before the feed has its start offsets (no gap).
@@ -146,6 +152,8 @@ class Service:
                     await self.stop_event.wait()
             try:
                 await publisher.sweep(s.outbox_grace.total_seconds())
+                if self.erasures is not None:
+                    await self.erasures.publish_pending()
             except Exception:  # noqa: BLE001 - database or broker away: next round
                 log.warning("outbox sweep failed", exc_info=True)
 

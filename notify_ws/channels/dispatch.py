@@ -23,6 +23,7 @@ from notify_ws.channels.base import Channel, Outcome, Outgoing
 from notify_ws.channels.breaker import Breakers
 from notify_ws.clock import Clock
 from notify_ws.db import deliveries as dl
+from notify_ws.db import erasure as er
 from notify_ws.db import notifications as nt
 from notify_ws.db import preferences as pf
 from notify_ws.db.deliveries import Delivery
@@ -32,6 +33,10 @@ from notify_ws.settings import NotifySettings
 from notify_ws.worker.outbox import Publisher
 
 log = logging.getLogger(__name__)
+
+
+class _Abandoned(Exception):
+    """The delivery's user was erased while it waited for a retry: send nothing more."""
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -144,6 +149,8 @@ class Dispatcher:
         try:
             async for attempt in retrying:
                 with attempt:
+                    if attempts > row.attempts and await self._erased(row.user_id):
+                        raise _Abandoned()
                     breaker.before_call()
                     attempts += 1
                     outcome = await self._attempt(channel, message, breaker)
@@ -156,6 +163,10 @@ class Dispatcher:
             return
         except ChannelError as exc:
             await self._finish(row, dl.FAILED, attempts, str(exc))
+            return
+        except _Abandoned:
+            log.info("delivery %s abandoned: user erased", row.id)
+            self._metrics.channels.attempt(row.channel, dl.SKIPPED)
             return
         await self._finish(
             row, dl.DELIVERED if outcome == "delivered" else dl.SKIPPED, attempts, None
@@ -182,11 +193,17 @@ class Dispatcher:
         self._breakers.report(breaker)
         return outcome
 
+    async def _erased(self, user_id: str) -> bool:
+        async with self._pool.acquire() as conn:
+            return await er.is_erased(conn, user_id)
+
     async def _finish(self, row: Delivery, status: str, attempts: int, error: str | None) -> None:
         now = self._clock.now()
         async with self._pool.acquire() as conn:
-            await dl.finish(conn, row.id, status, attempts, error, now)
+            kept = await dl.finish(conn, row.id, status, attempts, error, now)
         self._metrics.channels.attempt(row.channel, status)
+        if not kept:
+            return  # the user was erased meanwhile: no outcome event about them
         done = Delivery(row.id, row.notification_id, row.user_id, row.channel, status, attempts,
                         row.digest_of, error)  # fmt: skip
         await self._publisher.outcome(done, now)

@@ -109,13 +109,15 @@ async def claim(conn: Any, now: datetime, lease: timedelta, limit: int) -> list[
 async def finish(
     conn: Any, delivery_id: uuid.UUID, status: str, attempts: int, error: str | None,
     now: datetime,
-) -> None:  # fmt: skip
-    """Record a final outcome; `reported` turns true once the outcome event is published."""
-    await conn.execute(
+) -> bool:  # fmt: skip
+    """Record a final outcome; `reported` turns true once the outcome event is published.
+    False when the row is gone (its user was erased meanwhile): nothing to report."""
+    done = await conn.execute(
         "UPDATE deliveries SET status = $2, attempts = $3, last_error = $4, updated_at = $5,"
         " reported = false WHERE id = $1",
         delivery_id, status, attempts, error, now,
     )  # fmt: skip
+    return bool(done != "UPDATE 0")
 
 
 async def postpone(

@@ -1,4 +1,5 @@
-"""REST: inbox, read marks, preferences and push subscriptions (`/api/v1/...`)."""
+"""REST: inbox, read marks, preferences, push subscriptions and the user's export
+(`/api/v1/...`). An erased user gets 410 on every route."""
 
 from __future__ import annotations
 
@@ -8,9 +9,16 @@ from quart import Blueprint, Response, g, request
 from quart_schema import validate_querystring, validate_request, validate_response
 
 from notify_ws.context import notify_context
+from notify_ws.db import erasure as er
+from notify_ws.db import export as ex
 from notify_ws.db import notifications as nt
 from notify_ws.db import preferences as pf
-from notify_ws.exceptions import InvalidPreferences, NotificationNotFound, SubscriptionNotFound
+from notify_ws.exceptions import (
+    InvalidPreferences,
+    NotificationNotFound,
+    SubscriptionNotFound,
+    UserGone,
+)
 from notify_ws.http.schemas import (
     InboxPage,
     InboxQuery,
@@ -30,7 +38,13 @@ api = Blueprint("notify_api", __name__, url_prefix="/api/v1")
 
 @api.before_request
 async def authenticate() -> None:
-    g.principal = bearer_principal(notify_context().tokens, request.headers.get("Authorization"))
+    ctx = notify_context()
+    g.principal = bearer_principal(ctx.tokens, request.headers.get("Authorization"))
+    if g.principal.user_id in ctx.erased_recently:
+        raise UserGone()
+    async with ctx.pool.acquire() as conn:
+        if await er.is_erased(conn, g.principal.user_id):
+            raise UserGone()
 
 
 def user_id() -> str:
@@ -138,3 +152,12 @@ async def delete_push_subscription(subscription_id: str) -> Response:
         if not await pf.delete_subscription(conn, user_id(), sid):
             raise SubscriptionNotFound()
     return Response(status=204)
+
+
+@api.get("/me/export")
+async def export() -> dict[str, object]:
+    """Everything this service keeps of the caller, as JSON (data portability)."""
+    ctx = notify_context()
+    async with ctx.pool.acquire() as conn:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            return await ex.export(conn, user_id(), ctx.clock.now())

@@ -8,6 +8,8 @@ import contextlib
 from quart import Blueprint, current_app, websocket
 
 from notify_ws.context import notify_context
+from notify_ws.db import erasure as er
+from notify_ws.hub.erasures import USER_ERASED, USER_ERASED_REASON
 from notify_ws.hub.hub import Connection
 from notify_ws.hub.session import run_connection
 from webapi.auth import Unauthorized
@@ -37,6 +39,13 @@ async def socket() -> None:
             await websocket.close(BAD_REQUEST, "since must be a non-negative integer")
             return
         since = int(raw_since)
+    async with ctx.pool.acquire() as db:
+        erased = await er.is_erased(db, principal.user_id)
+    # `erased_recently` (no await from here to the hub's register): an erasure committed
+    # while the query above ran would otherwise miss this socket.
+    if erased or principal.user_id in ctx.erased_recently:
+        await websocket.close(USER_ERASED, USER_ERASED_REASON)
+        return
     settings = ctx.config.notify
     conn = Connection(principal.user_id, settings.ws_queue_size)
     guard = hardening_of(current_app).message_guard()
@@ -51,6 +60,8 @@ async def socket() -> None:
         code = await run_connection(ctx.session, ctx.hub, conn, websocket.send, receive, since)
     except WebSocketPolicyViolation as violation:
         code, reason = violation.code, violation.reason
+    if code == USER_ERASED:
+        reason = USER_ERASED_REASON
     if code is not None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(settings.ws_close_timeout.total_seconds()):

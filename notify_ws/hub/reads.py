@@ -14,14 +14,19 @@ from typing import Any
 import asyncpg
 
 from notify_ws.db import notifications as nt
+from notify_ws.hub.erasures import ErasureListener
 from notify_ws.hub.hub import Hub
 
 log = logging.getLogger(__name__)
 
 
 class ReadListener:
-    def __init__(self, database_url: str, pool: Any, hub: Hub) -> None:
+    def __init__(
+        self, database_url: str, pool: Any, hub: Hub, erasures: ErasureListener | None = None
+    ) -> None:
         self._url, self._pool, self._hub = database_url, pool, hub
+        # Erased users' sockets are closed through the same LISTEN connection.
+        self._erasures = erasures
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self.ready = asyncio.Event()
@@ -37,6 +42,8 @@ class ReadListener:
             try:
                 conn = await asyncpg.connect(self._url)
                 await conn.add_listener(nt.READ_CHANNEL, self._on_notify)
+                if self._erasures is not None:
+                    await self._erasures.attach(conn)
                 self.ready.set()
                 await self._drain(conn, stop)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):

@@ -1,21 +1,26 @@
 """Decide, then persist: one event becomes at most one notification plus its delivery rows,
-in one transaction with the task-version check and the dedupe key."""
+in one transaction with the task-version check and the dedupe key. `user.erased` deletes
+the user's data and records the erasure in the same transaction; any event of an erased
+user is dropped."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from events.codec import Envelope
-from events.payloads import Payload, TaskState
+from events.payloads import Payload, TaskState, UserErased, UserErasureApplied
 from notify_ws.clock import Clock
 from notify_ws.db import deliveries as dl
+from notify_ws.db import erasure as er
 from notify_ws.db import notifications as nt
 from notify_ws.db import preferences as pf
+from notify_ws.db.erasure import Erasure
 from notify_ws.db.notifications import Notification
 from notify_ws.decide import Draft, draft, notifies, routes, user_of
 
@@ -44,21 +49,38 @@ class Result:
     created: list[Notification]
     failed: list[tuple[Any, str]]
     ignored: int
+    # Erasures recorded by this batch, to publish as `user.erasure.applied`.
+    erased: list[Erasure] = field(default_factory=list)
+
+
+def _nothing(_erased: Sequence[Erasure]) -> None:
+    return None
 
 
 class Processor:
-    def __init__(self, pool: Any, clock: Clock) -> None:
+    def __init__(
+        self,
+        pool: Any,
+        clock: Clock,
+        on_erased: Callable[[Sequence[Erasure]], None] = _nothing,
+    ) -> None:
         self._pool, self._clock = pool, clock
+        # Called after the commit with the erasures just recorded (their outbox rows).
+        self._on_erased = on_erased
 
     async def process(self, items: Sequence[Item]) -> Result:
         """All items in one transaction; if that fails for a reason other than the database
         being down, each item on its own so one bad event cannot hold back the others."""
         try:
-            return await self._in_one_transaction(items)
+            result = await self._in_one_transaction(items)
         except TRANSIENT:
             raise
         except Exception:  # noqa: BLE001 - isolate the bad item(s) below
             log.warning("batch of %d failed; processing one by one", len(items), exc_info=True)
+        else:
+            if result.erased:
+                self._on_erased(result.erased)
+            return result
         result = Result([], [], 0)
         for item in items:
             try:
@@ -70,6 +92,9 @@ class Processor:
                 continue
             result.created += one.created
             result.ignored += one.ignored
+            result.erased += one.erased
+        if result.erased:
+            self._on_erased(result.erased)
         return result
 
     async def _in_one_transaction(self, items: Sequence[Item]) -> Result:
@@ -78,7 +103,12 @@ class Processor:
         task_ids = sorted(
             {i.envelope.data.id for i in items if isinstance(i.envelope.data, TaskState)}
         )
+        erasing = [i for i in items if isinstance(i.envelope.data, UserErased)]
         async with self._pool.acquire() as conn, conn.transaction():
+            to_erase = {user_of(i.envelope) for i in erasing}
+            await er.lock_users(conn, users, to_erase)
+            # After the locks: an erasure committed meanwhile is seen here.
+            erased = await er.erased_among(conn, users) | to_erase
             prefs = await pf.get_many(conn, users)
             applied = await nt.lock_versions(conn, task_ids)
             latest = dict(applied)
@@ -88,6 +118,12 @@ class Processor:
                 user = user_of(envelope)
                 if not user:
                     raise Unprocessable("event names no user")
+                if user in erased or isinstance(data, UserErasureApplied):
+                    # No resurrection: whatever of an erased user arrives (before or after
+                    # `user.erased` in this batch) is dropped; `user.erasure.applied` of the
+                    # reminder flow (on taskflow.reminders) is not for this service.
+                    result.ignored += 1
+                    continue
                 if isinstance(data, TaskState):
                     if data.version <= latest.get(data.id, 0):
                         result.ignored += 1  # an older (or the same) version was applied
@@ -110,4 +146,15 @@ class Processor:
                                  route.deliver_at or now))  # fmt: skip
             await dl.add(conn, rows, now)
             result.created = notes
+            for item in erasing:
+                result.erased += await self._erase(conn, item, now)
         return result
+
+    async def _erase(self, conn: Any, item: Item, now: datetime) -> list[Erasure]:
+        data = item.envelope.data
+        assert isinstance(data, UserErased)  # noqa: S101 - filtered by the caller
+        erasure = Erasure(data.user_id, data.erasure_id, data.requested_at, now, item.traceparent)
+        if await er.erase(conn, erasure):
+            log.info("erased user %s (erasure %s)", data.user_id, data.erasure_id)
+            return [erasure]
+        return []  # the same erasure again: applied and published before

@@ -56,6 +56,9 @@ class FakeConn:
         self.log.append((sql.split()[0], args))
         return "UPDATE 1"
 
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return None  # the erased-user check before a retry: nobody was erased
+
 
 class FakePool:
     def __init__(self) -> None:
