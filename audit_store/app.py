@@ -10,16 +10,19 @@ from quart import Quart, request
 from audit_store.db.pool import create_pool
 from audit_store.digests import Signer
 from audit_store.http.routes import audit
+from audit_store.http.users import users
 from audit_store.metrics import AuditMetrics, WatermarkReader
 from audit_store.ports import Clock, utc_now
 from audit_store.services import AuditServices
 from audit_store.settings import AuditSettings
 from events.kafka import KafkaSettings
+from runtime.heartbeat import Heartbeats
 from runtime.web import WebService, service_app
 from webapi.auth import AuthSettings
 from webapi.hardening import WebSecuritySettings
 
 MAX_BODY = 1024 * 1024
+JOB_SHUTDOWN_SECONDS = 5.0  # Quart's own grace for background tasks
 SERVICE_NAME = "taskflow-audit-service"
 
 
@@ -38,6 +41,8 @@ def create_app(
     registry = CollectorRegistry()
     metrics = AuditMetrics(registry)
     state: dict[str, AuditServices] = {}
+    heartbeats = Heartbeats()
+    jobs: list[asyncio.Task[None]] = []
 
     async def check_database() -> None:
         await state["services"].pool.fetchval("SELECT 1")
@@ -51,12 +56,14 @@ def create_app(
             import_name="audit_store",
             max_body_bytes=MAX_BODY,
             ready_checks={"database": check_database},
+            heartbeats=heartbeats,
         ),
         registry,
         tokens,
         security or WebSecuritySettings(),
     )
     app.register_blueprint(audit)
+    app.register_blueprint(users)
 
     @app.before_serving
     async def start() -> None:
@@ -68,6 +75,7 @@ def create_app(
             metrics=metrics,
             clock=clock,
             tokens=tokens,
+            keyring=settings.keyring(),
             watermarks=WatermarkReader(kafka.common()) if kafka is not None else None,
         )
         state["services"] = services
@@ -78,7 +86,9 @@ def create_app(
                 (settings.purge_interval, services.scheduled_purge),
                 (settings.verify_interval, services.scheduled_verify),
             ):
-                app.add_background_task(services.every, interval, job)
+                silence = interval + settings.job_max_runtime
+                run = services.every(interval, job)
+                jobs.append(heartbeats.spawn(job.__name__, silence, run))
 
     @app.before_request
     async def refresh_metrics() -> None:
@@ -91,7 +101,15 @@ def create_app(
         services = state.pop("services", None)
         if services is None:
             return
+        heartbeats.stop()
         services.stopping.set()
+        # A run in progress gets a moment to finish before the pool closes under it.
+        if jobs:
+            _, running = await asyncio.wait(jobs, timeout=JOB_SHUTDOWN_SECONDS)
+            for job in running:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+            jobs.clear()
         await services.pool.close()
         if services.watermarks is not None:
             await asyncio.to_thread(services.watermarks.close)

@@ -34,6 +34,13 @@ class Entry:
     trace_id: str | None
     snapshot: bool
     source_offset: int | None
+    # 1: `data` is the whole event data, in clear (entries written before crypto-shredding).
+    # 2: `data` is its clear part and `sealed` the personal fields' ciphertext (or None).
+    format: int = 1
+    sealed: str | None = None
+
+
+FORMAT_SEALED = 2
 
 
 def _ts(value: datetime) -> str:
@@ -46,25 +53,30 @@ def canonical_data(data: Any) -> str:
 
 
 def canonical(entry: Entry) -> bytes:
-    """The canonical JSON of an entry; `data_json` must already be canonical."""
-    head = orjson.dumps(
-        {
-            "chain_id": entry.chain_id,
-            "chain_seq": entry.chain_seq,
-            "event_id": entry.event_id,
-            "type": entry.type,
-            "source": entry.source,
-            "subject": entry.subject,
-            "user_id": entry.user_id,
-            "task_id": entry.task_id,
-            "occurred_at": _ts(entry.occurred_at),
-            "recorded_at": _ts(entry.recorded_at),
-            "trace_id": entry.trace_id,
-            "snapshot": entry.snapshot,
-            "source_offset": entry.source_offset,
-        },
-        option=orjson.OPT_SORT_KEYS,
-    )
+    """The canonical JSON of an entry; `data_json` must already be canonical.
+
+    Format 1 is byte for byte what it always was; format 2 adds `format` and `sealed`
+    (the ciphertext as stored), so the hash never depends on a key that may be destroyed.
+    """
+    fields: dict[str, Any] = {
+        "chain_id": entry.chain_id,
+        "chain_seq": entry.chain_seq,
+        "event_id": entry.event_id,
+        "type": entry.type,
+        "source": entry.source,
+        "subject": entry.subject,
+        "user_id": entry.user_id,
+        "task_id": entry.task_id,
+        "occurred_at": _ts(entry.occurred_at),
+        "recorded_at": _ts(entry.recorded_at),
+        "trace_id": entry.trace_id,
+        "snapshot": entry.snapshot,
+        "source_offset": entry.source_offset,
+    }
+    if entry.format != 1:
+        fields["format"] = entry.format
+        fields["sealed"] = entry.sealed
+    head = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
     # Splice the already-canonical data in rather than re-serialising it per entry.
     return head[:-1] + b',"data":' + entry.data_json.encode() + b"}"
 

@@ -19,3 +19,18 @@ class HoldNotFound(AuditError):
     status = 404
     title = "Not found"
     slug = "not-found"
+
+
+class ErasureNotFound(AuditError):
+    status = 404
+    title = "Not found"
+    slug = "not-found"
+
+
+class KeyUnavailable(AuditError):
+    """A data key cannot be unwrapped (unknown or wrong key-encryption key): a
+    configuration error, never shown as data."""
+
+    status = 500
+    title = "Key unavailable"
+    slug = "key-unavailable"

@@ -26,6 +26,7 @@ CSV_COLUMNS = (
     "chain_seq",
     "hash",
     "prev_hash",
+    "erased",
 )
 CONTENT_TYPES = {"jsonl": "application/jsonl", "csv": "text/csv; charset=utf-8"}
 
@@ -44,6 +45,7 @@ async def as_csv(entries: AsyncIterator[dict[str, Any]], chunk: int = 500) -> As
         row = dict(entry)
         row["data"] = orjson.dumps(row["data"]).decode() if row["data"] is not None else ""
         row["snapshot"] = "true" if row["snapshot"] else "false"
+        row["erased"] = "true" if row.get("erased") else "false"
         writer.writerow(["" if row[c] is None else row[c] for c in CSV_COLUMNS])
         count += 1
         if count % chunk == 0:

@@ -6,18 +6,25 @@ at a new offset); chain the rest in offset order; insert with `unnest` + `ON CON
 DO NOTHING`; dead-letter poison; advance the heads. If a concurrent writer stored one of
 our event ids first, the insert count is short: roll back and redo the batch looking ids
 up first, so a chain never references an entry that is not there.
+
+Personal fields are sealed with the user's data key (`audit_store.crypto`), locked for the
+batch; a user whose key is shredded gets their personal fields dropped and no search words.
+`user.erased` entries stored by the batch shred in the same transaction
+(`audit_store.erasure`), so a crash mid-erasure leaves nothing half done.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
 
-from audit_store.chain import Entry, entry_hash
+from audit_store import crypto
+from audit_store.chain import FORMAT_SEALED, Entry, entry_hash
+from audit_store.crypto import Keyring
 from audit_store.db.entries import (
     UPDATE_HEADS_SQL,
     Head,
@@ -26,13 +33,23 @@ from audit_store.db.entries import (
     insert_rows,
     lock_heads,
 )
+from audit_store.db.keys import lock_keys
+from audit_store.erasure import apply_stored
 from audit_store.ports import DeadLetters
 from audit_store.records import AuditRecord, Origin, Poison
+from audit_store.service_entries import LOCAL_TOPIC
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 # A chain head's new row: chain_id, seq, hash, last offset, new dead letters, latency (s).
 _HeadUpdate = tuple[str, int, str, int, int, float | None]
+# What a record is stored as: (sealed personal fields or None, full-text words).
+Seal = Callable[[AuditRecord], tuple[str | None, str]]
+
+
+def unsealed(rec: AuditRecord) -> tuple[str | None, str]:
+    """Records without personal fields (the service's own entries)."""
+    return None, rec.search_text
 
 
 class _ShortInsert(Exception):
@@ -48,7 +65,7 @@ class WriteResult:
 
 
 def chain_entries(
-    head: Head, records: Sequence[AuditRecord], recorded_at: datetime
+    head: Head, records: Sequence[AuditRecord], recorded_at: datetime, seal: Seal = unsealed
 ) -> tuple[list[Row], Head]:
     """Hash `records` onto `head` in order; returns insert rows and the new head."""
     rows: list[Row] = []
@@ -56,6 +73,7 @@ def chain_entries(
     for rec in records:
         seq += 1
         offset = rec.origin.offset if rec.origin.offset >= 0 else None
+        sealed, words = seal(rec)
         entry = Entry(
             rec.origin.chain_id,
             seq,
@@ -71,6 +89,8 @@ def chain_entries(
             rec.trace_id,
             rec.snapshot,
             offset,
+            FORMAT_SEALED,
+            sealed,
         )
         digest = entry_hash(prev, entry)
         rows.append(
@@ -91,7 +111,8 @@ def chain_entries(
                 rec.snapshot,
                 prev,
                 digest,
-                rec.search_text,
+                words,
+                sealed,
             )
         )
         prev = digest
@@ -102,11 +123,16 @@ class ChainWriter:
     """Writes dataflow batches; safe to call again with the same or overlapping input."""
 
     def __init__(
-        self, pool: asyncpg.Pool, dead_letters: DeadLetters, clock: Callable[[], datetime]
+        self,
+        pool: asyncpg.Pool,
+        dead_letters: DeadLetters,
+        clock: Callable[[], datetime],
+        keyring: Keyring | None = None,
     ) -> None:
         self._pool = pool
         self._dlq = dead_letters
         self._clock = clock
+        self._keyring = keyring or _local_keyring()
         self._known: set[str] = set()  # chains whose head row exists
 
     async def write(self, items: Sequence[AuditRecord | Poison]) -> WriteResult:
@@ -138,10 +164,15 @@ class ChainWriter:
         rows: list[Row] = []
         poison: list[Poison] = []
         head_updates: list[_HeadUpdate] = []
+        plans = {
+            cid: _sort_out(chain_items, heads[cid], replayed, stored)
+            for cid, chain_items in by_chain.items()
+        }
+        new = [rec for plan in plans.values() for rec in plan.records]
+        seal = await self._sealer(conn, new, now)
         for cid, chain_items in by_chain.items():
-            head = heads[cid]
-            plan = _sort_out(chain_items, head, replayed, stored)
-            chain_rows, new_head = chain_entries(head, plan.records, now)
+            head, plan = heads[cid], plans[cid]
+            chain_rows, new_head = chain_entries(head, plan.records, now, seal)
             rows.extend(chain_rows)
             poison.extend(plan.poison)
             result.replayed += plan.replayed
@@ -150,7 +181,30 @@ class ChainWriter:
             head_updates.append(_head_update(cid, head, new_head, newest, plan, now))
         result.inserted = await self._store(conn, rows, head_updates, poison, now)
         result.dead_lettered = len(poison)
+        erasures = await apply_stored(conn, new, now)
+        if erasures:
+            await append_local(conn, erasures, now)
         return result
+
+    async def _sealer(
+        self, conn: asyncpg.Connection, records: Collection[AuditRecord], now: datetime
+    ) -> Seal:
+        """Lock (or create) the data keys of the batch's users and seal with them."""
+        users = {rec.user_id for rec in records if rec.personal_json is not None}
+        if not users:
+            return unsealed
+        keys = await lock_keys(conn, users, self._keyring, now)
+        aeads = {u: self._keyring.unwrap(u, *k) for u, k in keys.items() if k is not None}
+
+        def seal(rec: AuditRecord) -> tuple[str | None, str]:
+            if rec.personal_json is None:
+                return None, rec.search_text
+            aead = aeads.get(rec.user_id)
+            if aead is None:  # erased: the personal fields are never stored, nor indexed
+                return None, rec.type
+            return crypto.seal(aead, rec.event_id, rec.user_id, rec.personal_json), rec.search_text
+
+        return seal
 
     async def _store(
         self,
@@ -257,7 +311,10 @@ def _head_update(
     return (cid, new_head.seq, new_head.hash, last, plan.new_dead_letters, latency)
 
 
-LOCAL_TOPIC = "audit-service"
+def _local_keyring() -> Keyring:
+    from audit_store.settings import AuditSettings
+
+    return AuditSettings().keyring()
 
 
 async def append_local(

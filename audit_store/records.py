@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from audit_store.chain import canonical_data
+from audit_store.personal import split
 from events.codec import from_dict
 from events.errors import DecodeError
 from events.payloads import (
@@ -60,6 +61,7 @@ class AuditRecord:
     user_id: str
     task_id: str | None
     occurred_at: datetime
+    # The canonical JSON of the event's data without its personal fields (stored in clear).
     data_json: str
     trace_id: str | None
     snapshot: bool
@@ -67,6 +69,9 @@ class AuditRecord:
     # the W3C traceparent the write span links to.
     search_text: str = ""
     traceparent: str | None = None
+    # The personal fields (audit_store.personal) as canonical JSON, None if there are
+    # none: never stored as such, the writer seals them with the user's data key.
+    personal_json: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +140,7 @@ def to_record(
             raise DecodeError("NUL character (\\u0000) is not storable")
         doc = _parse(value)
         envelope = from_dict(doc)  # the events codec's validation, on JSON parsed once
-        data = doc["data"]
+        clear, personal = split(envelope.type, doc["data"])
     except DecodeError as exc:
         return Poison(origin, key, value, _bytes_headers(headers), f"{type(exc).__name__}: {exc}")
     traceparent = header(headers, "traceparent") or envelope.traceparent
@@ -148,11 +153,12 @@ def to_record(
         user_id=envelope.user_id,
         task_id=task_id_of(envelope.data),
         occurred_at=envelope.time.astimezone(UTC),
-        data_json=canonical_data(data),
+        data_json=canonical_data(clear),
         trace_id=trace_id_of(traceparent),
         snapshot=isinstance(envelope.data, TaskSnapshotted),
         search_text=search_text(envelope.type, envelope.data),
         traceparent=traceparent,
+        personal_json=canonical_data(personal) if personal is not None else None,
     )
 
 

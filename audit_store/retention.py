@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from audit_store.erasure import complete_deferred
 from audit_store.exceptions import HoldNotFound
 from audit_store.ingest import append_local
 from audit_store.ports import Clock
@@ -43,8 +44,8 @@ ORDER BY e.entry_id LIMIT $6
 """
 
 _TOMBSTONE = """
-UPDATE audit_entries SET purged_at = $2, data = NULL, subject = NULL, user_id = NULL,
-    task_id = NULL, trace_id = NULL, search = NULL
+UPDATE audit_entries SET purged_at = $2, data = NULL, sealed = NULL, subject = NULL,
+    user_id = NULL, task_id = NULL, trace_id = NULL, search = NULL
 WHERE entry_id = ANY($1::bigint[])
 """
 
@@ -182,9 +183,10 @@ async def release_hold(
         hold = _hold(row)
         data = hold.as_json() | {"released_at": now.isoformat()}
         task_id = hold.value if hold.kind == "task" else None
-        await append_local(
-            conn, [service_record("audit.hold.released", actor, data, now, task_id)], now
-        )
+        records = [service_record("audit.hold.released", actor, data, now, task_id)]
+        if hold.kind == "user":  # an erasure this hold deferred is completed now
+            records += await complete_deferred(conn, hold.value, hold.id, now)
+        await append_local(conn, records, now)
     return hold
 
 

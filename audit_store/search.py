@@ -11,13 +11,21 @@ import asyncpg
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from audit_store.crypto import Keyring, unseal
 from audit_store.exceptions import Forbidden
+from audit_store.personal import has_personal, mask, merge
 from webapi.auth import Principal
 from webapi.paging import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from webapi.problems import ValidationProblem, field_errors
 
 ENTRY_COLUMNS = """entry_id, event_id, type, source, subject, user_id, task_id, occurred_at,
-    recorded_at, data::text AS data, trace_id, snapshot, chain_id, chain_seq, hash, prev_hash"""
+    recorded_at, data::text AS data, trace_id, snapshot, chain_id, chain_seq, hash, prev_hash,
+    format, sealed, erased_at, k.wrapped_key, k.kek_id, k.shredded_at"""
+# Each entry with its user's data key (if any): the key is read in the same statement as
+# the entries, so an entry is never shown decrypted after its key was shredded.
+ENTRIES_WITH_KEYS = """audit_entries LEFT JOIN LATERAL (
+    SELECT wrapped_key, kek_id, shredded_at FROM audit_user_keys
+    WHERE audit_user_keys.user_id = audit_entries.user_id) k ON true"""
 
 
 class AuditQuery(BaseModel):
@@ -79,8 +87,13 @@ def where_clause(query: AuditQuery, principal: Principal) -> tuple[str, list[Any
     return " AND ".join(conds), args
 
 
-def entry_json(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The api.md entry, plus `task_id`, `snapshot` and the chain position."""
+def entry_json(row: Mapping[str, Any], keyring: Keyring | None = None) -> dict[str, Any]:
+    """The api.md entry, plus `task_id`, `snapshot`, the chain position and `erased`.
+
+    Personal fields are decrypted with the user's data key; once it is shredded they read
+    `"[erased]"` and `erased` is true.
+    """
+    data, erased = _data(row, keyring)
     return {
         "event_id": row["event_id"],
         "type": row["type"],
@@ -90,22 +103,46 @@ def entry_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "task_id": row["task_id"],
         "occurred_at": _iso(row["occurred_at"]),
         "recorded_at": _iso(row["recorded_at"]),
-        # Stored as the exact JSON text that was hashed: pass it through untouched.
-        "data": orjson.Fragment(row["data"]) if row["data"] is not None else None,
+        "data": data,
         "trace_id": row["trace_id"],
         "snapshot": row["snapshot"],
         "chain_id": row["chain_id"],
         "chain_seq": row["chain_seq"],
         "hash": row["hash"],
         "prev_hash": row["prev_hash"],
+        "erased": erased,
     }
+
+
+def _data(row: Mapping[str, Any], keyring: Keyring | None) -> tuple[Any, bool]:
+    """(data as shown, erased?): decrypted for a live user, masked for an erased one."""
+    raw: str | None = row["data"]
+    erased = row.get("shredded_at") is not None or row.get("erased_at") is not None
+    if raw is None:
+        return None, erased
+    if row.get("format", 1) == 1 and row.get("erased_at") is None:
+        # A plaintext entry (from before crypto-shredding): the exact JSON that was hashed.
+        return orjson.Fragment(raw), erased
+    event_type = row["type"]
+    if not has_personal(event_type):
+        return orjson.Fragment(raw), erased
+    clear = orjson.loads(raw)
+    sealed, wrapped = row.get("sealed"), row.get("wrapped_key")
+    if sealed is None or wrapped is None or keyring is None:
+        return mask(event_type, clear), erased
+    user = row["user_id"]
+    aead = keyring.unwrap(user, bytes(wrapped), row["kek_id"])
+    personal = orjson.loads(unseal(aead, row["event_id"], user, sealed))
+    return merge(clear, personal), erased
 
 
 def _iso(value: datetime) -> str:
     return value.isoformat()
 
 
-async def search(pool: asyncpg.Pool, query: AuditQuery, principal: Principal) -> Page:
+async def search(
+    pool: asyncpg.Pool, query: AuditQuery, principal: Principal, keyring: Keyring | None = None
+) -> Page:
     """One page, newest first; the cursor is the last entry's position."""
     where, args = where_clause(query, principal)
     if query.cursor is not None:
@@ -116,31 +153,35 @@ async def search(pool: asyncpg.Pool, query: AuditQuery, principal: Principal) ->
         where += f" AND entry_id < ${len(args)}"
     args.append(query.limit + 1)
     rows = await pool.fetch(
-        f"SELECT {ENTRY_COLUMNS} FROM audit_entries WHERE {where} "  # noqa: S608 - built from fixed fragments
+        f"SELECT {ENTRY_COLUMNS} FROM {ENTRIES_WITH_KEYS} WHERE {where} "  # noqa: S608 - built from fixed fragments
         f"ORDER BY entry_id DESC LIMIT ${len(args)}",
         *args,
     )
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     cursor = encode_cursor(rows[-1]["entry_id"]) if more and rows else None
-    return Page([entry_json(r) for r in rows], cursor)
+    return Page([entry_json(r, keyring) for r in rows], cursor)
 
 
 async def stream_entries(
-    pool: asyncpg.Pool, query: AuditQuery, principal: Principal, page: int = 2000
+    pool: asyncpg.Pool,
+    query: AuditQuery,
+    principal: Principal,
+    keyring: Keyring | None = None,
+    page: int = 2000,
 ) -> AsyncIterator[dict[str, Any]]:
     """Every matching entry, oldest first, fetched in keyset pages (no long transaction)."""
     where, args = where_clause(query, principal)
     after = 0
     n = len(args)
     sql = (
-        f"SELECT {ENTRY_COLUMNS} FROM audit_entries WHERE {where} "  # noqa: S608
+        f"SELECT {ENTRY_COLUMNS} FROM {ENTRIES_WITH_KEYS} WHERE {where} "  # noqa: S608
         f"AND entry_id > ${n + 1} ORDER BY entry_id LIMIT ${n + 2}"
     )
     while True:
         rows = await pool.fetch(sql, *args, after, page)
         for row in rows:
-            yield entry_json(row)
+            yield entry_json(row, keyring)
         if len(rows) < page:
             return
         after = rows[-1]["entry_id"]

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from audit_store.chain import canonical_data
-from audit_store.ingest import LOCAL_TOPIC
 from audit_store.records import AuditRecord, Origin
 from events.codec import new_event_id
 
+LOCAL_TOPIC = "audit-service"
 SOURCE = "/taskflow/audit-service"
 ORIGIN = Origin(LOCAL_TOPIC, 0, -1)
 

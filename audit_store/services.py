@@ -11,12 +11,14 @@ from datetime import timedelta
 
 import asyncpg
 
+from audit_store.crypto import Keyring
 from audit_store.digests import Signer, create_digests
 from audit_store.metrics import AuditMetrics, WatermarkReader
 from audit_store.ports import Clock
 from audit_store.retention import purge
 from audit_store.settings import AuditSettings
 from audit_store.verify import verify
+from runtime.heartbeat import beat
 from webapi.auth import TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ class AuditServices:
     metrics: AuditMetrics
     clock: Clock
     tokens: TokenVerifier
+    keyring: Keyring
     watermarks: WatermarkReader | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -55,8 +58,11 @@ class AuditServices:
             log.error("audit verification failed: %s", report.as_json())
 
     async def every(self, interval: timedelta, job: Callable[[], Awaitable[None]]) -> None:
-        """Run `job` every `interval` until the app stops; a failed run is logged, not fatal."""
+        """Run `job` every `interval` until the app stops; a failed run is logged, not fatal.
+        Beats (run via `Heartbeats.spawn`) before each run: silent at most a run and an
+        interval."""
         while not self.stopping.is_set():
+            beat()
             try:
                 await job()
             except Exception:

@@ -8,9 +8,12 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from audit_store.crypto import Keyring, kek_bytes
 from events.secrets import SecretFilesMixin
 
 DEFAULT_DIGEST_KEY = "taskflow-local-audit-digest-key-change-me"  # noqa: S105 - refused outside local
+# The local key-encryption key of personal fields (refused outside local mode).
+DEFAULT_KEK = "7461736b666c6f772d6c6f63616c2d6b656b2d6368616e67652d6d652d303031"
 
 # Days to keep per event type ("x." is a prefix); types not listed use `retention_default_days`.
 DEFAULT_RETENTION = {
@@ -49,6 +52,13 @@ class AuditSettings(SecretFilesMixin, BaseSettings):
     digest_retired_keys: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
     digest_interval: timedelta = timedelta(minutes=5)
 
+    # Crypto-shredding: the key-encryption key (32 bytes as 64 hex chars) that wraps each
+    # user's data key, its id (stored with every wrapped key), and rotated-out KEKs by id
+    # (JSON), kept only to unwrap keys not yet re-wrapped (`taskflow audit rewrap-keys`).
+    kek: SecretStr = SecretStr(DEFAULT_KEK)
+    kek_id: str = "kek1"
+    kek_retired: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
+
     # Retention: days to keep per type or prefix ("notification."); null = forever.
     retention_days: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_RETENTION))
     retention_default_days: int | None = None
@@ -56,6 +66,9 @@ class AuditSettings(SecretFilesMixin, BaseSettings):
     purge_batch: int = 5000
 
     verify_interval: timedelta = timedelta(minutes=15)
+    # Liveness: the longest one run of a scheduled job (digests, purge, verify) may take;
+    # a job silent for its interval plus this is named stuck by /healthz.
+    job_max_runtime: timedelta = timedelta(minutes=30)
 
     # Dataflow: sink batching and the flow's own Prometheus port (0 = off).
     flow_metrics_port: int = 0
@@ -76,6 +89,9 @@ class AuditSettings(SecretFilesMixin, BaseSettings):
     flow_prefetch_kib: int = 8192
     flow_tail: bool = True
     flow_name: str = "audit"
+    # Liveness of the flow process: a source partition not polled for this long (its
+    # worker stuck in a step or a sink) fails the metrics port's /healthz.
+    flow_max_silence: timedelta = timedelta(minutes=2)
 
     @model_validator(mode="after")
     def _refuse_default_key_outside_local(self) -> AuditSettings:
@@ -87,6 +103,7 @@ class AuditSettings(SecretFilesMixin, BaseSettings):
                 f"TASKFLOW_AUDIT_DIGEST_KEY_ID {self.digest_key_id!r} is also a retired key id:"
                 " a rotated key needs a new id"
             )
+        self._check_kek()
         if self.digest_algorithm == "ed25519":
             try:
                 seed = bytes.fromhex(key)
@@ -95,3 +112,27 @@ class AuditSettings(SecretFilesMixin, BaseSettings):
             if len(seed) != 32:
                 raise ValueError("an ed25519 TASKFLOW_AUDIT_DIGEST_KEY is a 64-char hex seed")
         return self
+
+    def _check_kek(self) -> None:
+        kek = self.kek.get_secret_value()
+        if self.env != "local" and kek == DEFAULT_KEK:
+            raise ValueError("TASKFLOW_AUDIT_KEK must be set outside local mode")
+        for name, value in (("TASKFLOW_AUDIT_KEK", kek),) + tuple(
+            (f"TASKFLOW_AUDIT_KEK_RETIRED[{k}]", v.get_secret_value())
+            for k, v in self.kek_retired.items()
+        ):
+            try:
+                kek_bytes(value)
+            except ValueError:
+                raise ValueError(f"{name} must be 32 bytes written as 64 hex characters") from None
+        if self.kek_id in self.kek_retired:
+            raise ValueError(
+                f"TASKFLOW_AUDIT_KEK_ID {self.kek_id!r} is also a retired KEK id:"
+                " a rotated KEK needs a new id"
+            )
+
+    def keyring(self) -> Keyring:
+        """The KEKs: the current one wraps new data keys, retired ones only unwrap."""
+        keks = {k: kek_bytes(v.get_secret_value()) for k, v in self.kek_retired.items()}
+        keks[self.kek_id] = kek_bytes(self.kek.get_secret_value())
+        return Keyring(self.kek_id, keks)

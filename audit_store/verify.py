@@ -14,7 +14,7 @@ from audit_store.digests import Digest, Signer
 PAGE = 5000
 _COLUMNS = """chain_id, chain_seq, event_id, type, source, subject, user_id, task_id,
     occurred_at, recorded_at, data::text AS data, trace_id, snapshot, source_offset,
-    prev_hash, hash, purged_at"""
+    prev_hash, hash, purged_at, format, sealed, erased_at"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,8 @@ class VerifyReport:
     chains: int = 0
     digests_checked: int = 0
     tombstones: int = 0
+    # Format 1 entries whose personal fields an erasure removed (see docs/audit.md).
+    redacted: int = 0
 
     def as_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -50,6 +52,7 @@ class ChainChecker:
     prev: str = GENESIS
     checked: int = 0
     tombstones: int = 0
+    redacted: int = 0
     bad: BadEntry | None = None
     seen: dict[int, str] = field(default_factory=dict)
 
@@ -60,13 +63,16 @@ class ChainChecker:
             return self._fail(self.seq + 1, None, f"entry missing (next stored seq is {seq})")
         if row["prev_hash"] != self.prev:
             return self._fail(seq, event_id, "prev_hash does not match the previous entry")
-        if row["purged_at"] is None:
-            if row["data"] is None or entry_hash(self.prev, entry_of(row)) != row["hash"]:
-                return self._fail(seq, event_id, "content does not match its hash")
-        else:
+        if row["purged_at"] is not None:
             # A tombstone's content is gone; its kept hashes still link the chain, and
             # the next entry's hash covers this one's hash.
             self.tombstones += 1
+        elif row["erased_at"] is not None and row["format"] == 1:
+            # A plaintext entry from before crypto-shredding whose personal fields an
+            # erasure removed: like a tombstone, linked by its kept hashes.
+            self.redacted += 1
+        elif row["data"] is None or entry_hash(self.prev, entry_of(row)) != row["hash"]:
+            return self._fail(seq, event_id, "content does not match its hash")
         self.seq, self.prev = seq, row["hash"]
         self.checked += 1
         if seq in self.watch:
@@ -103,6 +109,8 @@ def entry_of(row: Mapping[str, Any]) -> Entry:
         row["trace_id"],
         row["snapshot"],
         row["source_offset"],
+        row["format"],
+        row["sealed"],
     )
 
 
@@ -155,11 +163,13 @@ async def verify(pool: asyncpg.Pool, signer: Signer) -> VerifyReport:
             report.chains += 1
             report.checked += checker.checked
             report.tombstones += checker.tombstones
+            report.redacted += checker.redacted
             report.digests_checked += len(digests)
             if bad is not None and report.first_bad is None:
                 report.ok, report.first_bad = False, bad
         total = await conn.fetchval("SELECT count(*) FROM audit_entries")
         purges = await conn.fetchrow(_PURGE_ACCOUNTING)
+        erasures = await conn.fetchrow(_ERASURE_ACCOUNTING)
     if report.ok and total != report.checked:
         report.ok = False
         report.first_bad = BadEntry("", 0, None, f"{total - report.checked} entries in no chain")
@@ -172,6 +182,13 @@ async def verify(pool: asyncpg.Pool, signer: Signer) -> VerifyReport:
             report.first_bad = BadEntry(
                 "", 0, None, f"{unaccounted} tombstones not accounted for by purge records"
             )
+    # Likewise every redacted entry must come from a recorded erasure.
+    if report.ok and not erasures["records_purged"] and report.redacted > erasures["recorded"]:
+        report.ok = False
+        unaccounted = report.redacted - erasures["recorded"]
+        report.first_bad = BadEntry(
+            "", 0, None, f"{unaccounted} redacted entries not accounted for by erasure records"
+        )
     return report
 
 
@@ -179,6 +196,14 @@ _PURGE_ACCOUNTING = """
 SELECT coalesce(sum((data->>'purged')::bigint) FILTER (WHERE purged_at IS NULL), 0) AS recorded,
        count(*) FILTER (WHERE purged_at IS NOT NULL) > 0 AS purge_records_purged
 FROM audit_entries WHERE chain_id = 'audit-service/0' AND type = 'audit.purged'
+"""
+
+
+_ERASURE_ACCOUNTING = """
+SELECT coalesce(sum((data->>'legacy_redacted')::bigint) FILTER (WHERE purged_at IS NULL), 0)
+           AS recorded,
+       count(*) FILTER (WHERE purged_at IS NOT NULL) > 0 AS records_purged
+FROM audit_entries WHERE chain_id = 'audit-service/0' AND type = 'audit.erasure.completed'
 """
 
 

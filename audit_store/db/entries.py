@@ -25,13 +25,14 @@ class Head:
 INSERT_SQL = """
 INSERT INTO audit_entries (event_id, chain_id, chain_seq, source_offset, type, source,
     subject, user_id, task_id, occurred_at, recorded_at, data, trace_id, snapshot,
-    prev_hash, hash, search)
+    prev_hash, hash, search, format, sealed)
 SELECT e, c, s, o, t, src, sub, u, tk, oc, rc, d::json, tr, sn, ph, h,
-    to_tsvector('english'::regconfig, st)
+    to_tsvector('english'::regconfig, st), 2, sl
 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
     $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[],
-    $12::text[], $13::text[], $14::boolean[], $15::text[], $16::text[], $17::text[])
-    AS r(e, c, s, o, t, src, sub, u, tk, oc, rc, d, tr, sn, ph, h, st)
+    $12::text[], $13::text[], $14::boolean[], $15::text[], $16::text[], $17::text[],
+    $18::text[])
+    AS r(e, c, s, o, t, src, sub, u, tk, oc, rc, d, tr, sn, ph, h, st, sl)
 ON CONFLICT (event_id) DO NOTHING
 """
 

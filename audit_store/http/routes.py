@@ -46,7 +46,8 @@ def _json(body: Any, status: int = 200) -> Response:
 @document_querystring(AuditQuery)
 async def list_entries() -> Response:
     principal = _principal()
-    page = await search(_services().pool, AuditQuery.parse(request.args), principal)
+    services = _services()
+    page = await search(services.pool, AuditQuery.parse(request.args), principal, services.keyring)
     return _json({"items": page.items, "next_cursor": page.next_cursor})
 
 
@@ -72,7 +73,9 @@ async def export() -> Response:
             "unknown export format", [{"field": "format", "message": "use jsonl or csv"}]
         )
     query = AuditQuery.parse(request.args)
-    body = render(fmt, stream_entries(_services().pool, query, principal))  # type: ignore[arg-type]
+    services = _services()
+    entries = stream_entries(services.pool, query, principal, services.keyring)
+    body = render(fmt, entries)  # type: ignore[arg-type]
     response = Response(body, content_type=CONTENT_TYPES[fmt])
     response.timeout = None  # a large export may stream for longer than RESPONSE_TIMEOUT
     response.headers["Content-Disposition"] = f'attachment; filename="audit.{fmt}"'

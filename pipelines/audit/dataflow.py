@@ -64,9 +64,11 @@ def flow_from_settings(
         batch_size=audit.flow_batch_size,
     )
 
+    keyring = audit.keyring()  # one per process: workers share its unwrapped-key cache
+
     def open_writer() -> Coroutine[Any, Any, PooledWriter]:
         dead_letters = KafkaDeadLetters(kafka.producer(), topics.dlq)
-        return PooledWriter.open(audit.database_url, dead_letters, utc_now)
+        return PooledWriter.open(audit.database_url, dead_letters, utc_now, keyring)
 
     decode = to_item_traced if audit.flow_message_spans else to_item
     return build_flow(source, AuditStoreSink(open_writer, decode), audit.flow_name)
@@ -79,5 +81,6 @@ def flow_process(audit: AuditSettings) -> FlowProcess:
         SERVICE_NAME,
         metrics_port=audit.flow_metrics_port,
         metrics_host=audit.flow_metrics_host,
+        max_silence=audit.flow_max_silence,
         add_metrics=expose_consumer_lag,
     )

@@ -29,6 +29,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
 from prometheus_client import Counter, Histogram
 
+from audit_store.crypto import Keyring
 from audit_store.db.pool import create_pool
 from audit_store.ingest import ChainWriter, WriteResult
 from audit_store.ports import Clock, DeadLetters
@@ -70,9 +71,15 @@ class PooledWriter:
         self._writer, self._pool, self._dead_letters = writer, pool, dead_letters
 
     @classmethod
-    async def open(cls, database_url: str, dead_letters: DeadLetters, clock: Clock) -> PooledWriter:
+    async def open(
+        cls,
+        database_url: str,
+        dead_letters: DeadLetters,
+        clock: Clock,
+        keyring: Keyring | None = None,
+    ) -> PooledWriter:
         pool = await create_pool(database_url, size=2)
-        return cls(ChainWriter(pool, dead_letters, clock), pool, dead_letters)
+        return cls(ChainWriter(pool, dead_letters, clock, keyring), pool, dead_letters)
 
     async def write(self, items: Sequence[Item]) -> WriteResult:
         started = time.perf_counter()

@@ -10,7 +10,10 @@ import pytest
 from audit_store.db.migrate import migrate
 from audit_store.db.pool import create_pool
 
-TABLES = "audit_entries, audit_chain_heads, audit_digests, audit_holds"
+TABLES = (
+    "audit_entries, audit_chain_heads, audit_digests, audit_holds, audit_user_keys,"
+    " audit_erasures, audit_erasure_progress"
+)
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,12 @@ def test_sign_and_check(algorithm: str, key: str) -> None:
 def test_settings_refuse_the_default_key_outside_local() -> None:
     with pytest.raises(ValidationError, match="DIGEST_KEY"):
         AuditSettings(env="production")
-    assert AuditSettings(env="production", digest_key=SecretStr("p" * 40)).env == "production"
+    with pytest.raises(ValidationError, match="TASKFLOW_AUDIT_KEK"):  # the shredding KEK too
+        AuditSettings(env="production", digest_key=SecretStr("p" * 40))
+    settings = AuditSettings(
+        env="production", digest_key=SecretStr("p" * 40), kek=SecretStr("ab" * 32)
+    )
+    assert settings.env == "production"
 
 
 def test_an_ed25519_key_must_be_a_hex_seed() -> None:

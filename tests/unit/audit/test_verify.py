@@ -28,7 +28,11 @@ def rows(n: int) -> list[dict[str, Any]]:
         assert isinstance(rec, AuditRecord)
         recs.append(rec)
     built, _ = chain_entries(Head(0, GENESIS, -1), recs, T0 + timedelta(hours=1))
-    return [dict(zip(COLUMNS, row[:16], strict=True)) | {"purged_at": None} for row in built]
+    return [
+        dict(zip(COLUMNS, row[:16], strict=True))
+        | {"purged_at": None, "format": 2, "sealed": row[17], "erased_at": None}
+        for row in built
+    ]
 
 
 def check(chain: list[dict[str, Any]]) -> ChainChecker:
