@@ -55,6 +55,7 @@ def create_app(
             # A socket lives for hours: a span over its life says nothing and costs memory
             # per connection. Notification frames are traced from Kafka instead.
             untraced_paths=("/ws",),
+            heartbeats=service.heartbeats,  # liveness: worker, feed, dispatcher, sweep
         ),
         metrics.registry,
         ctx.tokens,

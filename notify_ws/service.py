@@ -8,6 +8,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -31,6 +32,7 @@ from notify_ws.worker.consumer import Worker
 from notify_ws.worker.erasures import ErasurePublisher
 from notify_ws.worker.outbox import Publisher
 from notify_ws.worker.processor import Processor
+from runtime.heartbeat import Heartbeats, beat
 
 log = logging.getLogger(__name__)
 ChannelFactory = Callable[[Any], Sequence[Channel]]
@@ -51,6 +53,9 @@ class Service:
         # its supervisor (taskflow up, Kubernetes) restarts it instead of leaving it half up.
         self.on_fatal: Callable[[], None] = lambda: None
         self._tasks: list[asyncio.Task[None]] = []
+        # Liveness: each loop beats once a round (`runtime.heartbeat.beat`); /healthz names
+        # one that died or stayed silent longer than `loop_max_silence`.
+        self.heartbeats = Heartbeats(monotonic)
         self.producer: AsyncProducer | None = None
         self.channels: Sequence[Channel] = ()
         self.dispatcher: Dispatcher | None = None
@@ -72,8 +77,12 @@ class Service:
         webhook = Webhook(s, time.time, self.ctx.webhook_targets)
         return [SmtpEmail(s), WebPush(s, load, drop), webhook]
 
-    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro, name=name)
+    def _spawn(
+        self, name: str, coro: Coroutine[Any, Any, None], max_silence: timedelta | None = None
+    ) -> None:
+        """Start a background loop with a heartbeat: watched for dying and, given
+        `max_silence` (a loop with rounds), for silence."""
+        task = self.heartbeats.spawn(name, max_silence, coro)
         task.add_done_callback(self._died)
         self._tasks.append(task)
 
@@ -108,13 +117,13 @@ class Service:
             self.dispatcher = Dispatcher(
                 pool, channel_map(self.channels), breakers, publisher, ctx.clock, s, ctx.metrics
             )
-            self._spawn("dispatcher", self.dispatcher.run(self.stop_event))
+            self._spawn("dispatcher", self.dispatcher.run(self.stop_event), s.loop_max_silence)
         if s.run_worker:
             wake = self.dispatcher.wake if self.dispatcher else (lambda: None)
             processor = Processor(pool, ctx.clock, self.erasures.wake)
             self.worker = Worker(kafka, s, processor, publisher, self.producer, ctx.metrics, wake)
-            self._spawn("worker", self.worker.run(self.stop_event))
-            self._spawn("outbox-sweep", self._sweep(publisher))
+            self._spawn("worker", self.worker.run(self.stop_event), s.loop_max_silence)
+            self._spawn("outbox-sweep", self._sweep(publisher), s.loop_max_silence)
         if s.run_hub:
             budget = s.hub_fetch_wait_ms
             if self.worker is not None:
@@ -124,8 +133,8 @@ class Service:
             self.feed = Feed(kafka, ctx.hub, ctx.metrics, kafka.fetch_wait_ms(budget))
             erased = ErasureListener(pool, ctx.hub, ctx.erased_recently)
             reads = ReadListener(s.database_url, pool, ctx.hub, erased)
-            self._spawn("hub-feed", self.feed.run(self.stop_event))
-            self._spawn("read-listener", reads.run(self.stop_event))
+            self._spawn("hub-feed", self.feed.run(self.stop_event), s.loop_max_silence)
+            self._spawn("read-listener", reads.run(self.stop_event))  # event-driven
             # Accept no WebSocket before the feed has its start offsets (no gap).
             await self._ready(self.feed.ready, reads.ready)
 
@@ -147,17 +156,19 @@ class Service:
     async def _sweep(self, publisher: Publisher) -> None:
         s = self.ctx.config.notify
         while not self.stop_event.is_set():
+            beat()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(s.outbox_sweep_interval.total_seconds()):
                     await self.stop_event.wait()
             try:
-                await publisher.sweep(s.outbox_grace.total_seconds())
+                await publisher.sweep(s.outbox_grace.total_seconds(), progress=beat)
                 if self.erasures is not None:
                     await self.erasures.publish_pending()
             except Exception:  # noqa: BLE001 - database or broker away: next round
                 log.warning("outbox sweep failed", exc_info=True)
 
     async def stop(self) -> None:
+        self.heartbeats.stop()
         self.stop_event.set()
         await self.ctx.hub.shutdown(self.ctx.config.notify.ws_close_timeout.total_seconds())
         if self._tasks:

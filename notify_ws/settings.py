@@ -96,8 +96,29 @@ class NotifySettings(SecretFilesMixin, BaseSettings):
     # With the worker in the process its notifications reach the hub directly (the fast
     # path); the feed then only carries other instances' notifications: a long wait
     # (docs/notifications.md has the measurement behind the value).
-    hub_fetch_wait_fast_path_ms: int = 250
+    hub_fetch_wait_fast_path_ms: int = 500
     lag_interval: timedelta = timedelta(seconds=5)
+
+    # Liveness: how long a background loop (worker, hub feed, dispatcher, outbox sweep) may
+    # go without a round before /healthz names it stuck. Generous: a round may wait out a
+    # delivery timeout (15 s), a synchronous offset commit to a slow broker, or a database
+    # retry; a Kafka outage must not get the pod restarted.
+    loop_max_silence: timedelta = timedelta(minutes=2)
+
+    @model_validator(mode="after")
+    def _silence_covers_the_loops_waits(self) -> NotifySettings:
+        waits = {
+            "worker_poll_timeout": self.worker_poll_timeout,
+            "dispatch_poll_interval": self.dispatch_poll_interval,
+            "outbox_sweep_interval": self.outbox_sweep_interval,
+        }
+        name, longest = max(waits.items(), key=lambda item: item[1])
+        if self.loop_max_silence <= 2 * longest:
+            raise ValueError(
+                f"TASKFLOW_NOTIFY_LOOP_MAX_SILENCE must exceed twice {name} ({longest}): "
+                "a loop waits that long between rounds"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_default_secret_outside_local(self) -> NotifySettings:

@@ -9,6 +9,9 @@ from typing import Any
 from bytewax.connectors.kafka import KafkaSource
 from bytewax.inputs import StatefulSourcePartition
 
+from runtime.flow import partition_heartbeat
+from runtime.heartbeat import Heartbeat
+
 
 class _PacedPartition(StatefulSourcePartition[Any, Any]):
     """A Kafka partition polled at most every `interval` unless it is catching up; a
@@ -20,13 +23,18 @@ class _PacedPartition(StatefulSourcePartition[Any, Any]):
         interval: timedelta,
         full: int,
         hold: timedelta = timedelta(0),
+        heartbeat: Heartbeat | None = None,
     ):
         self._inner, self._interval, self._full = inner, interval, full
+        self._heartbeat = heartbeat
         # Bytewax calls next_batch only once next_awake has passed: the hold is just a
         # later first wake-up, the same mechanism as the pacing.
         self._next: datetime | None = datetime.now(UTC) + hold if hold else None
 
     def next_batch(self) -> list[Any]:
+        if self._heartbeat is not None:
+            # Liveness: the worker came back to poll (it is not stuck in a step or a sink).
+            self._heartbeat.beat()
         batch = list(self._inner.next_batch())
         busy = len(batch) >= self._full
         self._next = None if busy else datetime.now(UTC) + self._interval
@@ -69,4 +77,5 @@ class PacedKafkaSource(KafkaSource):
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> Any:
         inner = super().build_part(step_id, for_part, resume_state)
         hold = self._resume_hold if resume_state is not None else timedelta(0)
-        return _PacedPartition(inner, self._interval, self._batch_size, hold)
+        heartbeat = partition_heartbeat(step_id, for_part)
+        return _PacedPartition(inner, self._interval, self._batch_size, hold, heartbeat)

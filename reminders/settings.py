@@ -25,6 +25,9 @@ class ReminderSettings(SecretFilesMixin, BaseSettings):
     # The dataflow serves Prometheus metrics on its own port (0: none).
     flow_metrics_port: int = 0
     flow_metrics_host: str = "127.0.0.1"
+    # Liveness of the flow process: a source partition not polled for this long (its
+    # worker stuck in a step or a sink) fails the metrics port's /healthz.
+    flow_max_silence: timedelta = timedelta(minutes=2)
     # Digest window: reminders of one user firing within this time after a delivered one
     # are held and sent as one `reminder.digest` when it ends.
     digest_window: timedelta = timedelta(seconds=60)

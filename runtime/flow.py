@@ -1,5 +1,10 @@
 """The skeleton every dataflow process runs through: logging → tracing → GC → metrics
-endpoint → SIGTERM handling, in one call, `start_flow_process(spec)`.
+endpoint (with liveness at /healthz) → SIGTERM handling, in one call,
+`start_flow_process(spec)`.
+
+Liveness: the flow's sources take a heartbeat per partition (`partition_heartbeat`) and
+beat it on every poll; the metrics port's /healthz answers 503 naming a partition that has
+not been polled for `max_silence` (its worker is stuck in a step or a sink).
 
 A flow package calls it when `bytewax.run` looks its `flow` attribute up (in the main
 thread, before Bytewax starts its workers), never at import, so tests that import a flow
@@ -25,6 +30,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import FrameType, TracebackType
 
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -32,6 +38,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from observability.logs import setup_logging
 from observability.metrics.serve import MetricsServer, serve_metrics
 from observability.tracing import force_flush, setup_tracing
+from runtime.heartbeat import Heartbeat, Heartbeats
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,8 @@ class FlowProcess:
     gc_thresholds: tuple[int, int, int] | None = None
     # Adds the flow's own families to the process registry before it is served.
     add_metrics: Callable[[CollectorRegistry], None] | None = None
+    # Liveness: a source partition not polled for this long makes /healthz fail.
+    max_silence: timedelta = timedelta(minutes=2)
 
 
 @dataclass
@@ -55,6 +64,8 @@ class RunningFlow:
 
     name: str
     metrics: MetricsServer | None
+    max_silence: timedelta = timedelta(minutes=2)
+    heartbeats: Heartbeats = field(default_factory=Heartbeats)
     stopping: threading.Event = field(default_factory=threading.Event)
 
 
@@ -75,7 +86,9 @@ def start_flow_process(spec: FlowProcess) -> RunningFlow:
         setup_tracing(spec.name)
         if spec.gc_thresholds is not None:
             gc.set_threshold(*spec.gc_thresholds)
-        running = RunningFlow(spec.name, _serve_metrics(spec))
+        heartbeats = Heartbeats()
+        metrics = _serve_metrics(spec, heartbeats)
+        running = RunningFlow(spec.name, metrics, spec.max_silence, heartbeats)
         _stop_on_sigterm(running)
         _running = running
     where = f"{spec.metrics_host}:{running.metrics.port}" if running.metrics else "off"
@@ -83,7 +96,19 @@ def start_flow_process(spec: FlowProcess) -> RunningFlow:
     return running
 
 
-def _serve_metrics(spec: FlowProcess) -> MetricsServer | None:
+def partition_heartbeat(step_id: str, partition: str) -> Heartbeat | None:
+    """The heartbeat a source partition beats on each poll, in a flow process started by
+    `start_flow_process`; None elsewhere (tests running a flow factory)."""
+    with _lock:
+        running = _running
+    if running is None:
+        return None
+    name = f"{step_id}/{partition}"
+    # Armed by its first beat: a partition held back on resume is not judged before.
+    return running.heartbeats.add(name, running.max_silence, replace=True)
+
+
+def _serve_metrics(spec: FlowProcess, heartbeats: Heartbeats) -> MetricsServer | None:
     """The default registry, not `new_registry()`: Bytewax's own gauges (consumer lag)
     and the flows' module-level counters live there; it already carries process_*,
     python_gc_* and python_info for this process."""
@@ -92,7 +117,7 @@ def _serve_metrics(spec: FlowProcess) -> MetricsServer | None:
         spec.add_metrics(registry)
     if not spec.metrics_port:
         return None
-    return serve_metrics(registry, spec.metrics_host, spec.metrics_port)
+    return serve_metrics(registry, spec.metrics_host, spec.metrics_port, heartbeats.stale)
 
 
 def _stop_on_sigterm(running: RunningFlow) -> None:

@@ -18,6 +18,7 @@ from quart_schema import QuartSchema
 
 from observability.quart import DEFAULT_EXCLUDED_URLS, instrument_app
 from observability.tracing import setup_tracing
+from runtime.heartbeat import Heartbeats
 from webapi.auth import TokenVerifier
 from webapi.hardening import WebSecuritySettings, install_hardening
 from webapi.openapi import ProblemOpenAPIProvider
@@ -41,6 +42,9 @@ class WebService:
     # Start-up: what must have happened once before the first readiness (a consumer
     # holding its partitions); after that, an outage of it does not make the pod unready.
     startup_checks: Mapping[str, Check] = field(default_factory=dict)
+    # Liveness: the heartbeats of the process's background loops (relay, worker, jobs);
+    # /healthz fails naming a loop that died or has been silent longer than it may be.
+    heartbeats: Heartbeats = field(default_factory=Heartbeats)
     cors_origins: list[str] | None = None
     page_csp: Mapping[str, str] | None = None
     # Long-lived routes (a WebSocket) that must not be one span each.
@@ -70,7 +74,12 @@ def service_app(
         app, security, tokens, cors_origins=service.cors_origins, page_csp=service.page_csp
     )
     app.register_blueprint(
-        probes_blueprint(service.ready_checks, registry, startup=service.startup_checks)
+        probes_blueprint(
+            service.ready_checks,
+            registry,
+            startup=service.startup_checks,
+            stale=service.heartbeats.stale,
+        )
     )
     _add_process_metrics(registry)
     excluded = DEFAULT_EXCLUDED_URLS + "".join(f",{path}$" for path in service.untraced_paths)

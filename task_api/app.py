@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -13,6 +12,7 @@ from tortoise import Tortoise, connections
 
 from events.producer import AsyncProducer
 from observability.db import instrument_asyncpg
+from runtime.heartbeat import Heartbeats
 from runtime.web import WebService, service_app
 from task_api.context import Clock, TaskContext, utc_now
 from task_api.http.routes import tasks
@@ -25,6 +25,8 @@ from task_api.settings import Config
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "taskflow-task-service"
+RELAY_TASK = "outbox-relay"  # the relay's task and heartbeat name
+RELAY_STOP_MARGIN = 10.0  # seconds beyond the delivery timeout a stopping relay gets
 
 ProducerFactory = Callable[[], AsyncProducer]
 
@@ -47,6 +49,8 @@ def create_app(
     async def database_ready() -> None:
         await connections.get("default").execute_query("SELECT 1")
 
+    heartbeats = Heartbeats()
+
     # Readiness is the database only: with Kafka down, writes go on into the outbox and
     # events wait (the outbox-backlog alert says so), so the API stays in service.
     app = service_app(
@@ -57,6 +61,7 @@ def create_app(
             max_body_bytes=settings.max_body_bytes,
             ready_checks={"database": database_ready},
             cors_origins=settings.cors_origins,
+            heartbeats=heartbeats,
         ),
         registry,
         tokens,
@@ -72,6 +77,7 @@ def create_app(
         retention=settings.outbox_retention,
         idempotency_ttl=settings.idempotency_ttl,
         prune_interval=settings.prune_interval,
+        delivery_timeout=settings.relay_delivery_timeout,
     )
     context = TaskContext(
         sink=EventSink(kafka.topics, settings.source),
@@ -93,16 +99,24 @@ def create_app(
         nonlocal relay_task
         await Tortoise.init(config=settings.tortoise_config(), _enable_global_fallback=True)
         if settings.run_relay:
-            relay_task = asyncio.create_task(
-                relay.run(warm_up_topic=kafka.topics.tasks), name="outbox-relay"
+            relay_task = heartbeats.spawn(
+                RELAY_TASK, settings.relay_max_silence, relay.run(kafka.topics.tasks)
             )
 
     @app.after_serving
     async def stop() -> None:
+        heartbeats.stop()
         relay.stop()
         if relay_task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay_task
+            # The batch in flight finishes; a wedged or dead relay (liveness said so) must
+            # not hold the shutdown up, nor fail it.
+            grace = settings.relay_delivery_timeout.total_seconds() + RELAY_STOP_MARGIN
+            done, _ = await asyncio.wait({relay_task}, timeout=grace)
+            if not done:
+                relay_task.cancel()
+                await asyncio.wait({relay_task})
+            if not relay_task.cancelled() and (exc := relay_task.exception()) is not None:
+                log.error("the outbox relay had died", exc_info=exc)
         await Tortoise.close_connections()
 
     return app

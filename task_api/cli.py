@@ -93,6 +93,7 @@ def relay() -> None:
             batch_size=settings.relay_batch_size,
             poll_interval=settings.relay_poll_interval,
             max_backoff=settings.relay_max_backoff,
+            delivery_timeout=settings.relay_delivery_timeout,
         )
         runner = asyncio.create_task(outbox_relay.run(warm_up_topic=config.kafka.topics.tasks))
         await stop.wait()

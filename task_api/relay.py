@@ -18,12 +18,18 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from opentelemetry import trace
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_exponential_jitter,
+)
 
 from events.errors import PublishError
 from events.producer import AsyncProducer
 from observability.messaging import producer_span
 from observability.propagation import extract_context
+from runtime.heartbeat import beat
 from task_api.db import outbox, relay_store
 from task_api.metrics import TaskMetrics
 
@@ -35,6 +41,9 @@ BACKLOG_GAUGE_INTERVAL = timedelta(seconds=5)
 # Producer overrides for the relay: it already batches (a whole claim is produced before
 # it awaits), so lingering would only add publish lag.
 RELAY_PRODUCER = {"linger.ms": 0}
+# The longest the first connection to the broker is waited for (never beyond the delivery
+# timeout, so the heartbeat's allowed silence covers it as it covers a publish).
+WARM_UP_TIMEOUT = 5.0
 
 
 class RelayError(Exception):
@@ -97,7 +106,9 @@ class OutboxRelay:
         if warm_up_topic is not None:
             try:
                 # Connect now so the first event does not pay for it (~1 s on Tansu).
-                await self.producer.warm_up(warm_up_topic, timeout=5.0)
+                await self.producer.warm_up(
+                    warm_up_topic, timeout=min(WARM_UP_TIMEOUT, self._delivery_timeout)
+                )
             except Exception as exc:  # noqa: BLE001 - the broker may come later; rows wait
                 log.warning("Kafka not reachable at start (events will wait): %s", exc)
         next_prune = next_gauge = datetime.now(UTC)
@@ -106,12 +117,13 @@ class OutboxRelay:
             retry=retry_if_exception_type(Exception),
             stop=lambda _: self._stopping.is_set(),
             reraise=True,
-            before_sleep=lambda state: log.warning(
-                "outbox relay retrying after: %s", state.outcome and state.outcome.exception()
-            ),
+            before_sleep=self._retrying,
         )
         try:
             while not self._stopping.is_set():
+                # Liveness (run via Heartbeats.spawn): silent at most a poll wait, or one
+                # publish attempt (delivery timeout) and a backoff, or a reconnect.
+                beat()
                 self._wake.clear()
                 try:
                     published: int = await retrying(self.publish_batch)
@@ -131,6 +143,10 @@ class OutboxRelay:
                     await asyncio.wait_for(self._wake.wait(), self._poll_interval)
         finally:
             await self._close()
+
+    def _retrying(self, state: RetryCallState) -> None:
+        beat()  # an attempt ended (bounded by the delivery timeout): not stuck
+        log.warning("outbox relay retrying after: %s", state.outcome and state.outcome.exception())
 
     async def connection(self) -> asyncpg.Connection:
         """The relay's own connection, (re)opened on demand, LISTENing for other writers."""

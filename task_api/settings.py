@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from tortoise.backends.base.config_generator import expand_db_url
 
@@ -39,6 +39,11 @@ class TaskApiSettings(SecretFilesMixin, BaseSettings):
     # Commits wake the relay (in process, or by NOTIFY): the poll is only a safety net.
     relay_poll_interval: timedelta = timedelta(seconds=5)
     relay_max_backoff: timedelta = timedelta(seconds=5)
+    # A publish attempt that gets no delivery report at all within this is abandoned.
+    relay_delivery_timeout: timedelta = timedelta(seconds=60)
+    # Liveness: the relay loop may be silent this long (a poll wait, or one publish attempt
+    # plus a backoff, or a database reconnect) before /healthz names it stuck.
+    relay_max_silence: timedelta = timedelta(seconds=90)
     outbox_retention: timedelta = timedelta(days=7)
     idempotency_ttl: timedelta = timedelta(hours=24)
     prune_interval: timedelta = timedelta(minutes=10)
@@ -47,6 +52,17 @@ class TaskApiSettings(SecretFilesMixin, BaseSettings):
 
     def tortoise_config(self) -> dict[str, Any]:
         return tortoise_config(self.database_url, self.db_pool_size)
+
+    @model_validator(mode="after")
+    def _silence_covers_the_relay_waits(self) -> TaskApiSettings:
+        longest = max(self.relay_poll_interval, self.relay_delivery_timeout)
+        if self.relay_max_silence <= longest + self.relay_max_backoff:
+            raise ValueError(
+                "TASKFLOW_TASK_API_RELAY_MAX_SILENCE must exceed the relay's longest wait "
+                f"({longest + self.relay_max_backoff}: poll interval or delivery timeout, "
+                "plus the backoff), or liveness would restart a healthy relay"
+            )
+        return self
 
 
 async def _keep_session(connection: object) -> None:

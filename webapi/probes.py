@@ -12,6 +12,8 @@ from webapi.openapi import JSON_OBJECT, PROBLEM_REF, document_status
 from webapi.problems import PROBLEM_JSON, problem_response
 
 Check = Callable[[], Awaitable[None]]
+# Liveness: the process's stuck or dead loops, name → why (runtime.heartbeat.Heartbeats.stale).
+Stale = Callable[[], Mapping[str, str]]
 
 
 def probes_blueprint(
@@ -20,6 +22,7 @@ def probes_blueprint(
     timeout: float = 3.0,
     *,
     startup: Mapping[str, Check] | None = None,
+    stale: Stale | None = None,
 ) -> Blueprint:
     """Liveness, readiness and Prometheus metrics.
 
@@ -27,13 +30,27 @@ def probes_blueprint(
     its requests: its database). `startup` checks must pass once, before the first ready
     answer (a consumer holding its partitions); once passed they are not asked again, so a
     later broker outage does not take the service out of its load balancer.
+
+    Liveness asks no dependency (an outage must not restart every pod): it fails only
+    when `stale` names a background loop of this process that died or stopped beating.
     """
     probes = Blueprint("probes", __name__)
     pending_startup = dict(startup or {})
 
     @probes.get("/healthz")
     @document_status(200, "Alive", "application/json", JSON_OBJECT)
-    async def healthz() -> dict[str, str]:
+    @document_status(503, "A background loop is stuck or dead", PROBLEM_JSON, PROBLEM_REF)
+    async def healthz() -> Response | dict[str, str]:
+        failing = dict(stale()) if stale is not None else {}
+        if failing:
+            detail = "; ".join(f"{name} {why}" for name, why in failing.items())
+            return problem_response(
+                503,
+                "Not live",
+                detail,
+                "not-live",
+                [{"field": name, "message": why} for name, why in failing.items()],
+            )
         return {"status": "ok"}
 
     @probes.get("/readyz")

@@ -31,6 +31,7 @@ from notify_ws.exceptions import ChannelError, CircuitOpen
 from notify_ws.metrics import Metrics
 from notify_ws.settings import NotifySettings
 from notify_ws.worker.outbox import Publisher
+from runtime.heartbeat import beat
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class Dispatcher:
         interval = self._s.dispatch_poll_interval.total_seconds()
         try:
             while not stop.is_set():
+                beat()  # liveness: a round at least every poll interval
                 self._wake.clear()
                 pause = interval
                 try:
@@ -112,6 +114,7 @@ class Dispatcher:
             covered = [notes[n] for n in row.covers if n in notes]
             message = Outgoing(row.user_id, covered, prefs[row.user_id], digest=bool(row.digest_of))
             await self._slots.acquire()
+            beat()  # a slot freed up: waiting for one is progress, not a hang
             task = asyncio.create_task(self._guarded(row, message))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

@@ -22,6 +22,7 @@ from events.kafka import KafkaSettings
 from notify_ws.hub.hub import Hub, Note
 from notify_ws.metrics import Metrics
 from observability.propagation import extract_context
+from runtime.heartbeat import beat
 
 log = logging.getLogger(__name__)
 CREATED = b"notification.created"
@@ -70,6 +71,7 @@ class Feed:
         poll = min(max(self._fetch_wait_ms, 50), 500) / 1000
         try:
             while not stop.is_set():
+                beat()  # liveness: once a round, at least once per poll timeout
                 msgs = await asyncio.to_thread(fetch, consumer, 1000, poll)
                 for msg in msgs:
                     if msg.error() is None:

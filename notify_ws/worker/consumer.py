@@ -25,6 +25,7 @@ from notify_ws.worker.outbox import Publisher
 from notify_ws.worker.processor import TRANSIENT, Item, Processor
 from observability.messaging import consumer_span, event_attributes
 from observability.propagation import current_traceparent
+from runtime.heartbeat import beat
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class Worker:
         next_lag = 0.0
         try:
             while not stop.is_set():
+                beat()  # liveness: once a round, at least once per poll timeout
                 msgs = await asyncio.to_thread(
                     fetch, consumer, self._s.worker_batch_size,
                     self._s.worker_poll_timeout.total_seconds(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 
 # Fixed namespace of the deterministic event ids below (changing it changes every id).
 EVENT_IDS = uuid.UUID("9b0f3c52-7d1e-4a8b-9f65-3c2e71d04a6e")
+
+
+def _nothing() -> None:
+    pass
 
 
 def event_id(payload: Payload) -> str:
@@ -156,14 +160,19 @@ class Publisher:
         async with self._pool.acquire() as conn:
             await dl.mark_reported(conn, delivery.id)
 
-    async def sweep(self, grace_seconds: float, limit: int = 1000) -> int:
-        """Republish what a crash or a broker outage left unpublished; returns how many."""
+    async def sweep(
+        self, grace_seconds: float, limit: int = 1000, progress: Callable[[], None] = _nothing
+    ) -> int:
+        """Republish what a crash or a broker outage left unpublished; returns how many.
+        `progress` is called after each publish (each waits up to the delivery timeout)."""
         now = self._clock.now()
         before = datetime.fromtimestamp(now.timestamp() - grace_seconds, tz=now.tzinfo)
         async with self._pool.acquire() as conn:
             notes = await nt.unpublished(conn, before, limit)
             rows = await dl.unreported(conn, before, limit)
         await self.created(notes)
+        progress()
         for row in rows:
             await self.outcome(row, now)
+            progress()
         return len(notes) + len(rows)

@@ -124,6 +124,7 @@ def flow_process(settings: ReminderSettings) -> FlowProcess:
         SERVICE_NAME,
         metrics_port=settings.flow_metrics_port,
         metrics_host=settings.flow_metrics_host,
+        max_silence=settings.flow_max_silence,
         gc_thresholds=GC_THRESHOLDS,
     )
 

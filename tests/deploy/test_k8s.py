@@ -134,6 +134,9 @@ def test_dataflows_are_statefulsets_with_recovery_volumes(
         assert main["args"] == ["flow", flow]
         mounts = {m["name"]: m["mountPath"] for m in main["volumeMounts"]}
         assert mounts["recovery"] == "/var/lib/taskflow/recovery"
+        # Liveness from the flow's heartbeats (runtime/flow.py), on its metrics port.
+        assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        assert {"name": "metrics", "containerPort": 9100} in main["ports"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
