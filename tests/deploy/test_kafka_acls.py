@@ -172,7 +172,9 @@ def hub_group_prefix() -> str:
                 feed.Feed(KafkaSettings(), None, None, 20)._open()  # type: ignore[arg-type]
     first, second = groups
     assert first != second, "the hub's group is no longer per process: grant it literally"
-    return os.path.commonprefix(groups)
+    # Two random suffixes may share leading characters: cut back to the last separator.
+    common = os.path.commonprefix(groups)
+    return common[: common.rfind("-") + 1]
 
 
 def audit_metrics_group() -> str:
