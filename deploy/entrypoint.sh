@@ -12,7 +12,7 @@ case "${1:-}" in
     export TASKFLOW_RECOVERY_DIR="${TASKFLOW_RECOVERY_DIR:-/var/lib/taskflow/recovery}"
     exec python -m pipelines "$name"
     ;;
-  -h|--help|serve|migrate|relay|token|audit|broker|up|vapid-keys|dlq|snapshots|recovery)
+  -h|--help|serve|migrate|relay|token|audit|broker|up|vapid-keys|dlq|snapshots|recovery|user)
     exec taskflow "$@"
     ;;
   *)
