@@ -34,6 +34,8 @@ async def _observe(
     heads: list[tuple[str, float, int]] = []  # (chain, time first seen, seq)
     stats = Counter[str]()
     stop = asyncio.Event()
+    polling = asyncio.Event()  # the heads poller queries PostgreSQL: off while idle is measured
+    polling.set()
 
     async def read(token: str) -> None:
         async with connect(f"{ws_base}/ws?token={token}", ping_interval=None, max_queue=None) as ws:
@@ -54,6 +56,7 @@ async def _observe(
         seen: dict[str, int] = {}
         try:
             while not stop.is_set():
+                await polling.wait()
                 for row in await conn.fetch("SELECT chain_id, seq FROM audit_chain_heads"):
                     if row["seq"] != seen.get(row["chain_id"]):
                         seen[row["chain_id"]] = row["seq"]
@@ -76,6 +79,10 @@ async def _observe(
         if command == "report":
             pipe.send((frames, heads, dict(stats)))
             frames, heads = {}, []
+            continue
+        if command in ("pause", "resume"):
+            polling.clear() if command == "pause" else polling.set()
+            pipe.send(command)
             continue
         stop.set()
         for task in (*readers, poller):
@@ -101,6 +108,13 @@ class Observer:
     def wait_ready(self, timeout: float = 60) -> None:
         if not self.pipe.poll(timeout) or self.pipe.recv() != "ready":
             raise RuntimeError("observer did not connect its WebSockets")
+
+    def poll_heads(self, on: bool) -> None:
+        """Pause (False) or resume the audit heads poller, so idle CPU is the system's own."""
+        command = "resume" if on else "pause"
+        self.pipe.send(command)
+        if not self.pipe.poll(10) or self.pipe.recv() != command:
+            raise RuntimeError(f"observer did not {command}")
 
     async def pull(self) -> None:
         self.pipe.send("report")

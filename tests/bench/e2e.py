@@ -360,9 +360,11 @@ async def run(args: argparse.Namespace, system: System) -> dict[str, Any]:
             bench = Run(system, observer, load, admin_url, args)
             rates = [float(r) for r in args.sweep.split(",")] if args.sweep else [args.rate]
             progress(f"idle for {args.idle:g}s (CPU the system uses with no load)")
+            observer.poll_heads(False)
             idle_before = cpu_seconds(system, bench.client_pids)
             await asyncio.sleep(args.idle)
             idle = cpu_util(idle_before, cpu_seconds(system, bench.client_pids), args.idle)
+            observer.poll_heads(True)
             if args.warmup > 0:
                 await bench.generate(rates[0], args.warmup, "warm-up")
                 progress("warm-up done")
