@@ -1,10 +1,14 @@
-"""Entry points `deploy/cli.py` calls: `serve`, `migrate`, `purge`."""
+"""Entry points `deploy/cli.py` calls: `serve`, `migrate`, `purge`, `rewrap-keys`,
+`reapply-erasures`."""
 
 from __future__ import annotations
 
 from audit_store.app import SERVICE_NAME, create_app
+from audit_store.db.keys import rewrap_keys as run_rewrap
 from audit_store.db.migrate import migrate as apply_migrations
 from audit_store.db.pool import create_pool
+from audit_store.erasure import reapply
+from audit_store.ingest import append_local
 from audit_store.ports import utc_now
 from audit_store.retention import purge as run_purge
 from audit_store.settings import AuditSettings
@@ -46,3 +50,29 @@ async def purge() -> None:
     finally:
         await pool.close()
     print(f"purged {result.purged} entries ({result.held} held); recorded as {result.event_id}")
+
+
+async def rewrap_keys() -> None:
+    """Re-wrap every user data key with the current KEK (after a KEK rotation)."""
+    settings = AuditSettings()
+    pool = await create_pool(settings.database_url, 2)
+    try:
+        done = await run_rewrap(pool, settings.keyring())
+    finally:
+        await pool.close()
+    print(f"re-wrapped {done} data keys with key-encryption key {settings.kek_id!r}")
+
+
+async def reapply_erasures() -> None:
+    """After restoring a backup: shred again every erasure the store has recorded."""
+    settings = AuditSettings()
+    pool = await create_pool(settings.database_url, 2)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            now = utc_now()
+            records = await reapply(conn, now)
+            if records:
+                await append_local(conn, records, now)
+    finally:
+        await pool.close()
+    print(f"re-applied {len(records)} erasures")

@@ -131,6 +131,33 @@ async def complete_deferred(
     return [_record("audit.erasure.completed", user, about | counts, now)]
 
 
+async def reapply(conn: asyncpg.Connection, now: datetime) -> list[AuditRecord]:
+    """Shred again every completed erasure that a restored backup brought back (a key, words
+    or plaintext entries of an erased user); returns the service entries to chain."""
+    users = await conn.fetch(
+        "SELECT e.user_id, e.erasure_id, e.event_id FROM audit_erasures e"
+        " WHERE e.status = 'completed' AND (EXISTS (SELECT 1 FROM audit_user_keys k"
+        "   WHERE k.user_id = e.user_id AND k.wrapped_key IS NOT NULL)"
+        " OR NOT EXISTS (SELECT 1 FROM audit_user_keys k WHERE k.user_id = e.user_id)"
+        " OR EXISTS (SELECT 1 FROM audit_entries a WHERE a.user_id = e.user_id"
+        "   AND a.purged_at IS NULL AND a.format = 1 AND a.erased_at IS NULL"
+        "   AND a.type = ANY($1::text[])))"
+        " ORDER BY e.user_id",
+        list(PERSONAL),
+    )
+    out = []
+    for row in users:
+        counts = await shred(conn, row["user_id"], now)
+        about = {
+            "user_id": row["user_id"],
+            "erasure_id": str(row["erasure_id"]),
+            "erasure_event_id": row["event_id"],
+            "reapplied": True,
+        }
+        out.append(_record("audit.erasure.completed", row["user_id"], about | counts, now))
+    return out
+
+
 async def shred(conn: asyncpg.Connection, user: str, now: datetime) -> dict[str, int]:
     """Destroy the user's data key, drop their search words, redact their format 1 entries."""
     await shred_key(conn, user, now)  # first: waits for batches still using the key

@@ -108,6 +108,20 @@ def _audit_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_rewrap_keys(args: argparse.Namespace) -> int:
+    from audit_store.cli import rewrap_keys
+
+    asyncio.run(rewrap_keys())
+    return 0
+
+
+def _audit_reapply_erasures(args: argparse.Namespace) -> int:
+    from audit_store.cli import reapply_erasures
+
+    asyncio.run(reapply_erasures())
+    return 0
+
+
 def _vapid_keys(args: argparse.Namespace) -> int:
     from notify_ws.cli import vapid_keys
 
@@ -295,6 +309,14 @@ def parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     purge = audit_sub.add_parser("purge", help="apply retention (legal holds respected)")
     purge.set_defaults(func=_audit_purge)
+    rewrap = audit_sub.add_parser(
+        "rewrap-keys", help="re-wrap user data keys with the current KEK (after rotating it)"
+    )
+    rewrap.set_defaults(func=_audit_rewrap_keys)
+    reapply = audit_sub.add_parser(
+        "reapply-erasures", help="shred again every recorded erasure (after a restore)"
+    )
+    reapply.set_defaults(func=_audit_reapply_erasures)
 
     vapid = sub.add_parser("vapid-keys", help="generate a VAPID key pair for Web Push")
     vapid.set_defaults(func=_vapid_keys)

@@ -72,6 +72,13 @@ async def user_erasure(user_id: str) -> Response:
 async def my_export() -> Response:
     principal = _principal()
     services = _services()
+    key = await services.pool.fetchrow(
+        "SELECT wrapped_key, kek_id FROM audit_user_keys WHERE user_id = $1"
+        " AND wrapped_key IS NOT NULL",
+        principal.user_id,
+    )
+    if key is not None:  # a wrong KEK is a 500 problem now, not a broken stream later
+        services.keyring.unwrap(principal.user_id, bytes(key["wrapped_key"]), key["kek_id"])
     # Confined to the caller's entries even for an operator token: this is their own data.
     own = Principal(principal.user_id)
     query = AuditQuery.parse({"user_id": principal.user_id})

@@ -109,6 +109,7 @@ def test_secrets_are_required_not_defaulted(compose: dict[str, Any]) -> None:
         "TASKFLOW_JWT_SECRET",
         "TASKFLOW_NOTIFY_WEBHOOK_SECRET",
         "TASKFLOW_AUDIT_DIGEST_KEY",
+        "TASKFLOW_AUDIT_KEK",
     ):
         assert re.fullmatch(r"\$\{\w+:\?.+\}", env[key]), f"{key} must be ${{VAR:?...}}"
     assert env["TASKFLOW_ENV"] == "production"

@@ -16,7 +16,7 @@ from tests.deploy.conftest import DEPLOY, OVERLAYS, kubectl, load_yaml
 Docs = list[dict[str, Any]]
 # Variable names that hold secrets, and the ones among them that do not (public keys, key
 # ids, paths to files).
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|PRIVATE|_KEY$|DIGEST_KEY|DATABASE_URL")
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|PRIVATE|_KEY$|DIGEST_KEY|_KEK$|DATABASE_URL")
 NOT_SECRET = re.compile(r"PUBLIC_KEY$|_KEY_ID$|_LOCATION$|_FILE$")
 # `password: hunter2`, `secret="abc..."`: a name that says secret, then a literal value (not
 # an interpolation, a file path or a reference).

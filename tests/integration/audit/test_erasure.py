@@ -10,12 +10,15 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
+from pydantic import SecretStr
 from quart.typing import TestClientProtocol as Client
 
 from audit_store import ingest
 from audit_store.app import create_app
 from audit_store.chain import GENESIS, Entry, entry_hash
+from audit_store.db.keys import rewrap_keys
 from audit_store.digests import Signer, create_digests
+from audit_store.erasure import reapply
 from audit_store.ingest import ChainWriter
 from audit_store.personal import ERASED, merge
 from audit_store.records import AuditRecord
@@ -370,3 +373,53 @@ async def test_plaintext_entries_from_before_are_redacted_and_accounted_for(
     bad = await verify(pool, SIGNER)
     assert not bad.ok and bad.first_bad is not None
     assert bad.first_bad.reason == "1 redacted entries not accounted for by erasure records"
+
+
+async def test_kek_rotation_rewraps_the_data_keys_and_a_wrong_kek_is_refused(
+    writer: ChainWriter, pool: asyncpg.Pool, audit_db: str, clock: Clock
+) -> None:
+    await writer.write(records(history("alice")))
+    old, new = SETTINGS.kek, SecretStr("5a" * 32)
+    rotated = AuditSettings(database_url=audit_db, kek=new, kek_id="k2", kek_retired={"kek1": old})
+    assert await rewrap_keys(pool, rotated.keyring()) == 1
+    assert await rewrap_keys(pool, rotated.keyring()) == 0
+    only_new = AuditSettings(database_url=audit_db, kek=new, kek_id="k2")
+    wrong = AuditSettings(database_url=audit_db, kek=SecretStr("00" * 32), kek_id="k2")
+    for settings, status in ((only_new, 200), (wrong, 500)):
+        app = create_app(settings, AuthSettings(jwt_secret=SECRET), None, clock, background=False)
+        async with app.test_app() as test_app:
+            test_client = test_app.test_client()
+            response = await test_client.get("/api/v1/me/export", headers=ALICE)
+            assert response.status_code == status
+            search = await test_client.get("/api/v1/audit", headers=ALICE)
+            assert search.status_code == status
+            if status == 200:
+                body = orjson.loads(await response.get_data())
+                assert "walk the dog 0" in {e["data"].get("title") for e in body["entries"]}
+            else:
+                assert b"key-unavailable" in await response.get_data()
+
+
+async def test_reapplying_erasures_after_a_restore_shreds_again(
+    writer: ChainWriter, pool: asyncpg.Pool, client: Client, clock: Clock
+) -> None:
+    await writer.write(records(history("alice") + history("bob")))
+    key = await pool.fetchval("SELECT wrapped_key FROM audit_user_keys WHERE user_id = 'alice'")
+    await writer.write(records([(erased(), "alice")], partition=1))
+    # A restored backup brought alice's wrapped key back.
+    await pool.execute(
+        "UPDATE audit_user_keys SET wrapped_key = $1, kek_id = 'kek1', shredded_at = NULL"
+        " WHERE user_id = 'alice'",
+        key,
+    )
+    assert not any(e["erased"] for e in await entries_of(client, "alice"))
+
+    async with pool.acquire() as conn, conn.transaction():
+        redone = await reapply(conn, clock())
+        await ingest.append_local(conn, redone, clock())
+    async with pool.acquire() as conn, conn.transaction():
+        assert await reapply(conn, clock()) == []  # nothing left to do
+
+    assert [r.user_id for r in redone] == ["alice"]
+    await assert_nothing_personal(client, pool, "alice")
+    assert (await verify(pool, SIGNER)).ok
