@@ -21,4 +21,22 @@ class InvalidQuery(ReminderError, ValidationProblem):
     """A read-API query that is well-formed JSON-wise but makes no sense (e.g. to < from)."""
 
 
-__all__ = ["InvalidQuery", "InvalidRecurrence", "InvalidTimezone", "ProblemError", "ReminderError"]
+class UserGone(ReminderError, ProblemError):
+    """The caller's user was erased (410): nothing of theirs is kept."""
+
+    status = 410
+    title = "Gone"
+    slug = "user-erased"
+
+    def __init__(self) -> None:
+        super().__init__("this user was erased; nothing of theirs is kept")
+
+
+__all__ = [
+    "InvalidQuery",
+    "InvalidRecurrence",
+    "InvalidTimezone",
+    "ProblemError",
+    "ReminderError",
+    "UserGone",
+]

@@ -7,15 +7,16 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from reminders.db.store import LogEntry, ScheduleChange
+from reminders.db.store import ErasedUser, LogEntry, ScheduleChange
 
-StoreOp = ScheduleChange | LogEntry
+# ErasedUser: delete the user's rows and remember them (`user.erased`).
+StoreOp = ScheduleChange | LogEntry | ErasedUser
 
-__all__ = ["LogEntry", "ReadModel", "ScheduleChange", "StoreOp", "open_read_model"]
+__all__ = ["ErasedUser", "LogEntry", "ReadModel", "ScheduleChange", "StoreOp", "open_read_model"]
 
 
 class ReadModel(Protocol):
-    """Stores batches of schedule changes and log rows; every write is idempotent."""
+    """Stores batches of schedule changes, log rows and erasures; every write is idempotent."""
 
     async def write(self, ops: Sequence[StoreOp]) -> None: ...
 

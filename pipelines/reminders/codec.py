@@ -12,7 +12,8 @@ from bytewax.connectors.kafka import KafkaError, KafkaSinkMessage, KafkaSourceMe
 from events.codec import Envelope, decode, encode
 from events.dlq import dlq_headers
 from events.errors import DecodeError
-from events.payloads import DigestItem, ReminderDigest, TaskReminder, TaskState
+from events.payloads import DigestItem, ReminderDigest, TaskReminder, TaskState, UserErased
+from pipelines.reminders.erasure import ErasureInput
 from pipelines.reminders.logic import TaskInput
 from pipelines.reminders.trace import TRACEPARENT, fire_headers, header_value
 from reminders.domain.digest import Delivery, Digest
@@ -37,8 +38,9 @@ class DeadLetter:
 
 def decode_message(
     msg: Raw | KafkaError[bytes | None, bytes | None],
-) -> TaskInput | DeadLetter | None:
-    """A task event, a dead letter, or None for a consumer error report (logged)."""
+) -> TaskInput | ErasureInput | DeadLetter | None:
+    """A task event, a `user.erased`, a dead letter, or None for a consumer error report
+    (logged). Any other event type is a dead letter."""
     if isinstance(msg, KafkaError):
         log.warning("kafka consumer error: %s", msg.err)
         return None
@@ -46,9 +48,11 @@ def decode_message(
         envelope = decode(msg.value)
     except DecodeError as exc:
         return DeadLetter(msg, str(exc))
+    traceparent = header_value(msg.headers, TRACEPARENT) or envelope.traceparent
+    if isinstance(envelope.data, UserErased):
+        return ErasureInput(envelope.data.user_id, envelope.data, traceparent)
     if not isinstance(envelope.data, TaskState):
         return DeadLetter(msg, f"{envelope.type} is not a task event")
-    traceparent = header_value(msg.headers, TRACEPARENT) or envelope.traceparent
     return TaskInput(str(envelope.data.id), envelope.type, envelope.data, traceparent)
 
 
@@ -136,7 +140,10 @@ def delivery_log(delivery: Delivery) -> list[LogEntry]:
     """Metric log rows: lateness of reminders sent on their own, counts of digests and misses."""
     if isinstance(delivery, Fired):
         lateness = (delivery.fired_at - delivery.remind_at).total_seconds()
-        return [LogEntry(delivery.reminder_id, "fired", max(lateness, 0.0))]
-    rows = [LogEntry(delivery.digest_id, "digest")]
-    rows += [LogEntry(i.reminder_id, "missed" if i.missed else "held") for i in delivery.items]
+        user, task = delivery.user_id, delivery.task_id
+        return [LogEntry(delivery.reminder_id, "fired", max(lateness, 0.0), user, task)]
+    user = delivery.user_id
+    rows = [LogEntry(delivery.digest_id, "digest", None, user)]
+    rows += [LogEntry(i.reminder_id, "missed" if i.missed else "held", None, user, i.task_id)
+             for i in delivery.items]  # fmt: skip
     return rows

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
+from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
 from prometheus_client import REGISTRY
 
@@ -26,7 +28,25 @@ from pipelines.reminders.codec import (
     delivery_log,
     delivery_message,
 )
-from pipelines.reminders.logic import FlowContext, TaskInput, TimerOutput, UserDigestLogic
+from pipelines.reminders.erasure import (
+    AckLogic,
+    ErasureAck,
+    ErasureDone,
+    ErasureInput,
+    GateLogic,
+    ShardErasure,
+    erased_user_op,
+    erasure_message,
+    gate_of,
+    user_of,
+)
+from pipelines.reminders.logic import (
+    DigestOut,
+    FlowContext,
+    TaskInput,
+    TimerOutput,
+    UserDigestLogic,
+)
 from pipelines.reminders.shards import TimerShardLogic, shard_of
 from pipelines.reminders.store import ReadModelSink
 from pipelines.reminders.trace import header_value
@@ -63,22 +83,39 @@ def build_flow(
     flow = Dataflow("reminders")
     raw = op.input("tasks_in", flow, source)
     decoded = op.filter_map("decode", raw, _counted(decode_message, topics.tasks, metrics))
-    good = op.filter_map("task_events", decoded, _task_input)
+    good: Stream[TaskInput | ErasureInput] = op.filter_map("task_events", decoded, _task_input)
     bad = op.filter_map("undecodable", decoded, _dead_letter)
 
+    # Erasure (pipelines/reminders/erasure.py): the gate drops events of erased users and
+    # lets each erasure through once; it is broadcast to every timer shard, and once all
+    # shards acknowledged it, the user's digest window goes, then the applied event.
+    gated = op.key_on("by_gate", good, lambda item: gate_of(user_of(item)))
+    gate = op.stateful("erased_gate", gated, lambda state: GateLogic(state))
+    passed = op.map("gate_values", gate, lambda key_value: key_value[1])
+    tasks = op.filter_map("gated_tasks", passed, _task_only)
+    erasures = op.filter_map("gated_erasures", passed, _erasure_only)
+
     shards = settings.timer_shards
-    by_shard = op.key_on("by_shard", good, lambda item: shard_of(item.task_id, shards))
-    timers = op.stateful("timers", by_shard, lambda state: TimerShardLogic(state, ctx))
+    by_shard = op.key_on("by_shard", tasks, lambda item: shard_of(item.task_id, shards))
+    to_shards = op.flat_map("erasure_to_shards", erasures, _broadcast(shards))
+    timers_in: KeyedStream[TaskInput | ShardErasure] = op.merge("timer_inputs", by_shard, to_shards)
+    timers = op.stateful("timers", timers_in, lambda state: TimerShardLogic(state, ctx))
     timer_out = op.map("timer_values", timers, lambda key_value: key_value[1])
     fired = op.filter_map("fired", timer_out, _fired)
+    acks = op.key_on(
+        "by_erasure", op.filter_map("acks", timer_out, _ack), lambda a: a.erasure.erasure_id
+    )
+    released = op.stateful("erasure_acks", acks, lambda state: AckLogic(state, shards))
+    released_values = op.map("released_values", released, lambda key_value: key_value[1])
 
-    by_user = op.key_on("by_user", fired, lambda item: item.user_id)
+    to_digests: Stream[Fired | ErasureInput] = op.merge("digest_inputs", fired, released_values)
+    by_user = op.key_on("by_user", to_digests, lambda item: item.user_id)
     windows = op.stateful("digests", by_user, lambda state: UserDigestLogic(state, ctx))
     deliveries = op.map("delivery_values", windows, lambda key_value: key_value[1])
 
     out = op.merge(
         "kafka_messages",
-        op.map("encode", deliveries, lambda d: delivery_message(topics.reminders, d, clock())),
+        op.map("encode", deliveries, lambda d: _encode(topics.reminders, d, clock())),
         op.map("dead_letters", bad, lambda letter: dead_letter_message(topics.dlq, letter)),
     )
     op.output("kafka_out", out, sink)
@@ -86,7 +123,7 @@ def build_flow(
     store: Stream[StoreOp] = op.merge(
         "store_ops",
         op.filter_map("schedule", timer_out, _store_op),
-        op.flat_map("delivery_log", deliveries, delivery_log),
+        op.flat_map("delivery_log", deliveries, _delivery_ops),
         op.map("dlq_log", bad, dead_letter_log),
     )
     op.output("read_model", store, store_sink)
@@ -94,19 +131,50 @@ def build_flow(
 
 
 # Typed splits (Bytewax's `branch` loses the item types).
-def _task_input(item: object) -> TaskInput | None:
+def _task_input(item: object) -> TaskInput | ErasureInput | None:
+    return item if isinstance(item, TaskInput | ErasureInput) else None
+
+
+def _task_only(item: object) -> TaskInput | None:
     return item if isinstance(item, TaskInput) else None
+
+
+def _erasure_only(item: object) -> ErasureInput | None:
+    return item if isinstance(item, ErasureInput) else None
+
+
+def _ack(item: object) -> ErasureAck | None:
+    return item if isinstance(item, ErasureAck) else None
+
+
+def _broadcast(shards: int) -> Callable[[ErasureInput], list[tuple[str, ShardErasure]]]:
+    def to_every_shard(item: ErasureInput) -> list[tuple[str, ShardErasure]]:
+        return [(str(k), ShardErasure(item, str(k))) for k in range(shards)]
+
+    return to_every_shard
+
+
+def _encode(topic: str, out: DigestOut, now: datetime) -> SinkMessage:
+    if isinstance(out, ErasureDone):
+        return erasure_message(topic, out, now)
+    return delivery_message(topic, out, now)
+
+
+def _delivery_ops(out: DigestOut) -> list[StoreOp]:
+    if isinstance(out, ErasureDone):
+        return [erased_user_op(out)]
+    return list(delivery_log(out))
 
 
 def _dead_letter(item: object) -> DeadLetter | None:
     return item if isinstance(item, DeadLetter) else None
 
 
-def _fired(item: TimerOutput) -> Fired | None:
+def _fired(item: TimerOutput | ErasureAck) -> Fired | None:
     return item if isinstance(item, Fired) else None
 
 
-def _store_op(item: TimerOutput) -> StoreOp | None:
+def _store_op(item: TimerOutput | ErasureAck) -> StoreOp | None:
     return item if isinstance(item, ScheduleChange | LogEntry) else None
 
 
@@ -165,16 +233,16 @@ def flow_from_env(settings: ReminderSettings | None = None) -> Dataflow:
 
 
 def _counted(
-    decode: Callable[[Any], TaskInput | DeadLetter | None],
+    decode: Callable[[Any], TaskInput | ErasureInput | DeadLetter | None],
     topic: str,
     metrics: MessagingMetrics | None,
-) -> Callable[[Any], TaskInput | DeadLetter | None]:
+) -> Callable[[Any], TaskInput | ErasureInput | DeadLetter | None]:
     if metrics is None:
         return decode
 
-    def decode_and_count(msg: Any) -> TaskInput | DeadLetter | None:
+    def decode_and_count(msg: Any) -> TaskInput | ErasureInput | DeadLetter | None:
         item = decode(msg)
-        if isinstance(item, TaskInput):
+        if isinstance(item, TaskInput | ErasureInput):
             metrics.event_consumed(topic, item.event_type)
         return item
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from bytewax.operators import StatefulLogic
 
 from events.payloads import TaskState
+from pipelines.reminders.erasure import ErasureDone, ErasureInput
 from reminders.domain.catchup import CatchUpPolicy
 from reminders.domain.clock import Clock, system_clock
 from reminders.domain.digest import Delivery, UserWindow, admit, alone, close
@@ -62,8 +63,16 @@ TimerOutput = Fired | ScheduleChange | LogEntry
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class UserDigestLogic(StatefulLogic[Fired, Delivery, UserWindow]):
+ERASED = "erased"  # the digest state of an erased user (see UserDigestLogic)
+DigestOut = Delivery | ErasureDone
+
+
+class UserDigestLogic(StatefulLogic[Fired | ErasureInput, DigestOut, UserWindow | str]):
     """Keyed by user id: first reminder out at once, the rest of the window as one digest.
+
+    An erasure (after every timer shard let go of the user) discards the window and keeps
+    the key as `ERASED`: a reminder a shard fired just before it saw the erasure may reach
+    this step after it, on the shorter path, and must not go out.
 
     Until `ctx.hold_from`, a logic built without saved state holds nothing: Bytewax 0.21
     runs a stateful step's items of the resume epoch before it loads the keys' saved
@@ -73,31 +82,40 @@ class UserDigestLogic(StatefulLogic[Fired, Delivery, UserWindow]):
     reminders, seen in the chaos suite).
     """
 
-    def __init__(self, window: UserWindow | None, ctx: FlowContext) -> None:
+    def __init__(self, state: UserWindow | str | None, ctx: FlowContext) -> None:
+        self.erased = state == ERASED
+        window = state if isinstance(state, UserWindow) else None
         self.window = window
         self.ctx = ctx
         self._wake = ctx.wake_at(window.end) if window else None
-        self._direct = window is None and ctx.clock() < ctx.hold_from
+        self._direct = state is None and ctx.clock() < ctx.hold_from
 
-    def on_item(self, value: Fired) -> tuple[list[Delivery], bool]:
+    def on_item(self, value: Fired | ErasureInput) -> tuple[list[DigestOut], bool]:
+        if isinstance(value, ErasureInput):
+            self.erased, self.window, self._wake = True, None, None
+            return [ErasureDone(value)], StatefulLogic.RETAIN
+        if self.erased:
+            return [], StatefulLogic.RETAIN
         if self._direct:
             return [alone(value, self.ctx.clock())], StatefulLogic.DISCARD
         self.window, out = admit(self.window, value, self.ctx.clock(), self.ctx.digest_window)
         self._wake = self.ctx.wake_at(self.window.end)
-        return out, StatefulLogic.RETAIN
+        return list(out), StatefulLogic.RETAIN
 
-    def on_notify(self) -> tuple[list[Delivery], bool]:
+    def on_notify(self) -> tuple[list[DigestOut], bool]:
         digest = close(self.window) if self.window else None
         self.window = None
-        return ([digest] if digest else []), StatefulLogic.DISCARD
+        return ([digest] if digest else []), not self.erased
 
-    def on_eof(self) -> tuple[list[Delivery], bool]:
+    def on_eof(self) -> tuple[list[DigestOut], bool]:
         # The input ended (bounded source): deliver what is held rather than lose it.
         return self.on_notify()
 
     def notify_at(self) -> datetime | None:
         return self._wake
 
-    def snapshot(self) -> UserWindow:
+    def snapshot(self) -> UserWindow | str:
+        if self.erased:
+            return ERASED
         assert self.window is not None  # noqa: S101 - discarded once the window closes
         return self.window

@@ -17,8 +17,18 @@ from datetime import datetime
 
 from bytewax.operators import StatefulLogic
 
+from pipelines.reminders.erasure import ErasureAck, ShardErasure
 from pipelines.reminders.logic import FlowContext, TaskInput, TimerOutput
-from pipelines.reminders.snapshot import PENDING, Packed, from_us, next_us, pack, to_us, unpack
+from pipelines.reminders.snapshot import (
+    PENDING,
+    USER,
+    Packed,
+    from_us,
+    next_us,
+    pack,
+    to_us,
+    unpack,
+)
 from reminders.domain.ids import reminder_id
 from reminders.domain.timers import TaskTimers, apply_event, fire_due
 from reminders.ports import LogEntry, ScheduleChange
@@ -32,7 +42,9 @@ def shard_of(task_id: str, shards: int) -> str:
     return str(zlib.crc32(task_id.encode()) % shards)
 
 
-class TimerShardLogic(StatefulLogic[TaskInput, TimerOutput, ShardSnapshot]):
+class TimerShardLogic(
+    StatefulLogic[TaskInput | ShardErasure, TimerOutput | ErasureAck, ShardSnapshot]
+):
     """One shard's task timers; wakes at the soonest reminder (or idle expiry) it holds."""
 
     def __init__(self, resume: ShardSnapshot | None, ctx: FlowContext) -> None:
@@ -80,7 +92,11 @@ class TimerShardLogic(StatefulLogic[TaskInput, TimerOutput, ShardSnapshot]):
             return []
         return [ScheduleChange(after.task_id, after.user_id, after.pending)]
 
-    def on_item(self, value: TaskInput) -> tuple[list[TimerOutput], bool]:
+    def on_item(
+        self, value: TaskInput | ShardErasure
+    ) -> tuple[list[TimerOutput | ErasureAck], bool]:
+        if isinstance(value, ShardErasure):
+            return self._erase(value)
         packed = self.tasks.get(value.task_id)
         before = unpack(packed) if packed is not None else None
         after = apply_event(
@@ -92,17 +108,29 @@ class TimerShardLogic(StatefulLogic[TaskInput, TimerOutput, ShardSnapshot]):
         old = self._task_soonest(value.task_id)
         self._store(after, self.ctx.clock())
         self._rearm_after(old, self._task_soonest(value.task_id))
-        return self._change(before, after), StatefulLogic.RETAIN
+        return list(self._change(before, after)), StatefulLogic.RETAIN
+
+    def _erase(self, value: ShardErasure) -> tuple[list[TimerOutput | ErasureAck], bool]:
+        """Forget every task of the erased user held here (the read model drops their rows
+        when the whole erasure is done), then acknowledge."""
+        user = value.erasure.user_id
+        gone = [t for t, packed in self.tasks.items() if packed[USER] == user]
+        for task_id in gone:
+            del self.tasks[task_id]
+            self.idle.pop(task_id, None)
+        if gone:
+            self._rearm()
+        return [ErasureAck(value.erasure, value.shard)], not self.tasks
 
     def _task_soonest(self, task_id: str) -> int | None:
         packed = self.tasks.get(task_id)
         soonest = next_us(packed) if packed is not None else None
         return soonest if soonest is not None else self.idle.get(task_id)
 
-    def on_notify(self) -> tuple[list[TimerOutput], bool]:
+    def on_notify(self) -> tuple[list[TimerOutput | ErasureAck], bool]:
         now = self.ctx.clock()
         now_us = to_us(now)
-        out: list[TimerOutput] = []
+        out: list[TimerOutput | ErasureAck] = []
         for packed in [p for p in self.tasks.values() if (next_us(p) or now_us + 1) <= now_us]:
             before = unpack(packed)
             after, fired, dropped = fire_due(

@@ -22,6 +22,7 @@ _US = timedelta(microseconds=1)
 _KINDS: dict[str, Kind] = {"before": "before", "at": "at", "due": "due", "snooze": "snooze"}
 
 Packed = tuple[Any, ...]
+USER = 2  # index of the user id in a packed state
 PENDING = 10  # index of the pending reminders ((at_us, kind, due_us), ...) in a packed state
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from reminders.db.migrate import apply_migrations
-from reminders.db.store import LogEntry, ScheduleChange, purge_log, write_batch
+from reminders.db.store import ErasedUser, LogEntry, ScheduleChange, purge_log, write_batch
 
 
 class PostgresReadModel:
@@ -29,11 +29,12 @@ class PostgresReadModel:
             raise
         return cls(pool)
 
-    async def write(self, ops: Sequence[ScheduleChange | LogEntry]) -> None:
+    async def write(self, ops: Sequence[ScheduleChange | LogEntry | ErasedUser]) -> None:
         changes = [op for op in ops if isinstance(op, ScheduleChange)]
         entries = [op for op in ops if isinstance(op, LogEntry)]
+        erased = [op for op in ops if isinstance(op, ErasedUser)]
         async with self._pool.acquire() as conn:
-            await write_batch(conn, changes, entries)
+            await write_batch(conn, changes, entries, erased)
 
     async def purge(self, now: datetime, keep: timedelta) -> int:
         async with self._pool.acquire() as conn:

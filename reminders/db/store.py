@@ -1,4 +1,5 @@
-"""The read model: upcoming reminders per task, plus the fired/DLQ log behind /metrics.
+"""The read model: upcoming reminders per task, plus the fired/DLQ log behind /metrics,
+and the erased users (their rows deleted, none written again).
 
 Every write is idempotent: a task's rows are replaced as a whole (the dataflow sends a
 task's complete pending set on each change, in order), and log rows are keyed by the id of
@@ -52,6 +53,18 @@ class LogEntry:
     id: str
     kind: str
     lateness_s: float | None = None
+    # Whose reminder it was (fired, held, missed, digest): the user's history.
+    user_id: str | None = None
+    task_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErasedUser:
+    """The flow let go of this user: delete their rows, remember them."""
+
+    user_id: str
+    erasure_id: str
+    requested_at: datetime
 
 
 @dataclass
@@ -66,15 +79,17 @@ class MetricValues:
 _REPLACE_DELETE = "DELETE FROM scheduled_reminder WHERE task_id = ANY($1::uuid[])"
 _REPLACE_INSERT = """
 INSERT INTO scheduled_reminder (task_id, remind_at, user_id, kind, due_at)
-SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::timestamptz[])
+SELECT r.* FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::timestamptz[])
+    AS r(task_id, remind_at, user_id, kind, due_at)
+WHERE NOT EXISTS (SELECT 1 FROM erased_users e WHERE e.user_id = r.user_id)
 ON CONFLICT (task_id, remind_at) DO UPDATE
 SET user_id = EXCLUDED.user_id, kind = EXCLUDED.kind, due_at = EXCLUDED.due_at
 """
 # Counts only rows that were not logged before, so replays leave the counters alone.
 _LOG = """
 WITH ins AS (
-    INSERT INTO flow_log (id, kind, lateness_s)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::float8[])
+    INSERT INTO flow_log (id, kind, lateness_s, user_id, task_id)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $5::text[], $6::uuid[])
     ON CONFLICT (id) DO NOTHING
     RETURNING kind, lateness_s
 ), counts AS (
@@ -91,10 +106,23 @@ ON CONFLICT (name, le) DO UPDATE SET value = flow_counter.value + EXCLUDED.value
 """
 
 
+_ERASE = """
+WITH gone AS (DELETE FROM scheduled_reminder WHERE user_id = $1),
+     forgot AS (UPDATE flow_log SET user_id = NULL, task_id = NULL WHERE user_id = $1)
+INSERT INTO erased_users (user_id, erasure_id, requested_at) VALUES ($1, $2, $3)
+ON CONFLICT (user_id) DO UPDATE
+SET erasure_id = EXCLUDED.erasure_id, requested_at = EXCLUDED.requested_at
+"""
+
+
 async def write_batch(
-    conn: asyncpg.Connection, changes: Sequence[ScheduleChange], log: Sequence[LogEntry]
+    conn: asyncpg.Connection,
+    changes: Sequence[ScheduleChange],
+    log: Sequence[LogEntry],
+    erased: Sequence[ErasedUser] = (),
 ) -> None:
-    """Apply schedule changes (last one per task wins) and log entries in one transaction."""
+    """Apply schedule changes (last one per task wins), log entries and erasures in one
+    transaction; erasures last, so nothing of an erased user written in the batch stays."""
     latest: dict[str, ScheduleChange] = {}
     for change in changes:
         latest[change.task_id] = change
@@ -116,7 +144,11 @@ async def write_batch(
                 [e.kind for e in log],
                 [e.lateness_s for e in log],
                 list(LATENESS_BUCKETS),
+                [e.user_id for e in log],
+                [uuid.UUID(e.task_id) if e.task_id else None for e in log],
             )
+        for user in erased:
+            await conn.execute(_ERASE, user.user_id, uuid.UUID(user.erasure_id), user.requested_at)
 
 
 async def purge_log(conn: asyncpg.Connection, now: datetime, keep: timedelta) -> int:
@@ -165,3 +197,43 @@ async def metric_values(conn: asyncpg.Connection) -> MetricValues:
             values.counters[name] = value
     values.lateness_count = values.counters.get("fired", 0.0)
     return values
+
+
+async def is_erased(conn: asyncpg.Connection, user_id: str) -> bool:
+    found = await conn.fetchval("SELECT 1 FROM erased_users WHERE user_id = $1", user_id)
+    return found is not None
+
+
+async def export(conn: asyncpg.Connection, user_id: str) -> dict[str, Any]:
+    """The user's scheduled reminders and the history the flow log still holds."""
+    scheduled = await conn.fetch(
+        "SELECT task_id, remind_at, kind, due_at FROM scheduled_reminder WHERE user_id = $1"
+        " ORDER BY remind_at, task_id",
+        user_id,
+    )
+    history = await conn.fetch(
+        "SELECT id, kind, task_id, lateness_s, recorded_at FROM flow_log WHERE user_id = $1"
+        " ORDER BY recorded_at, id",
+        user_id,
+    )
+    return {
+        "scheduled": [
+            {
+                "task_id": str(r["task_id"]),
+                "remind_at": r["remind_at"].isoformat(),
+                "kind": r["kind"],
+                "due_at": r["due_at"].isoformat() if r["due_at"] else None,
+            }
+            for r in scheduled
+        ],  # fmt: skip
+        "history": [
+            {
+                "id": r["id"],
+                "kind": r["kind"],
+                "task_id": str(r["task_id"]) if r["task_id"] else None,
+                "lateness_s": r["lateness_s"],
+                "recorded_at": r["recorded_at"].isoformat(),
+            }
+            for r in history
+        ],  # fmt: skip
+    }

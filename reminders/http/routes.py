@@ -1,4 +1,6 @@
-"""`GET /api/v1/reminders`: the caller's upcoming reminders, keyset-paged."""
+"""`GET /api/v1/reminders`: the caller's upcoming reminders, keyset-paged;
+`GET /api/v1/me/export`: everything the read model holds of the caller. An erased
+user gets 410 on both."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from quart import Blueprint, current_app, g, request
 from quart_schema import validate_querystring, validate_response
 
 from reminders.db import store
-from reminders.exceptions import InvalidQuery
+from reminders.exceptions import InvalidQuery, UserGone
 from reminders.http.schemas import ReminderItem, ReminderPage, ReminderQuery
 from webapi.auth import Principal, bearer_principal
 from webapi.paging import decode_cursor, encode_cursor
@@ -22,6 +24,9 @@ async def _authenticate() -> None:
     """Every route needs a valid token; checked before query validation (401 before 422)."""
     tokens = current_app.extensions["reminders"].tokens
     g.principal = bearer_principal(tokens, request.headers.get("Authorization"))
+    async with current_app.extensions["reminders"].pool.acquire() as conn:
+        if await store.is_erased(conn, g.principal.user_id):
+            raise UserGone()
 
 
 def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
@@ -59,3 +64,19 @@ async def list_reminders(query_args: ReminderQuery) -> ReminderPage:
         last = page[-1]
         next_cursor = encode_cursor(last["remind_at"].isoformat(), str(last["task_id"]))
     return ReminderPage(items=[ReminderItem(**row) for row in page], next_cursor=next_cursor)
+
+
+@api.get("/me/export")
+async def export() -> dict[str, object]:
+    """The caller's scheduled reminders and reminder history, as JSON."""
+    ctx = current_app.extensions["reminders"]
+    principal: Principal = g.principal
+    async with ctx.pool.acquire() as conn:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            data = await store.export(conn, principal.user_id)
+    return {
+        "service": "reminders",
+        "user_id": principal.user_id,
+        "exported_at": ctx.clock().isoformat(),
+        **data,
+    }
