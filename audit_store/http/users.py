@@ -9,7 +9,7 @@ import orjson
 from quart import Blueprint, Response, current_app, request
 
 from audit_store.erasure import SERVICES, erasure_status
-from audit_store.exceptions import ErasureNotFound, Forbidden
+from audit_store.exceptions import ErasureNotFound
 from audit_store.search import AuditQuery, stream_entries
 from audit_store.services import AuditServices
 from webapi.auth import Principal, bearer_principal
@@ -62,8 +62,14 @@ async def my_erasure() -> Response:
 @document_status(200, "Where a user's erasure stands, per service", "application/json", JSON_OBJECT)
 @document_status(404, "Unknown user", "application/problem+json", JSON_OBJECT)
 async def user_erasure(user_id: str) -> Response:
-    if not _principal().is_operator:
-        raise Forbidden("this endpoint is for operators")
+    # Operators ask about anyone, others about themselves only. A non-operator asking
+    # about another user gets 404, as the task service's DELETE /api/v1/users/{id}
+    # answers: 403 would say that the user exists.
+    principal = _principal()
+    if principal.user_id == user_id:
+        return _json(await _status(user_id, unknown_is_404=False))
+    if not principal.is_operator:
+        raise ErasureNotFound(f"no user {user_id!r} is known to the audit store")
     return _json(await _status(user_id, unknown_is_404=True))
 
 
