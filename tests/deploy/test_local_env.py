@@ -11,6 +11,7 @@ import pytest
 from deploy.local_console import Console
 from deploy.local_env import (
     COMPONENTS,
+    LOCAL_PARTITIONS,
     Layout,
     UpSettings,
     child_env,
@@ -18,6 +19,7 @@ from deploy.local_env import (
     database_services,
     external_database,
     external_kafka,
+    local_partitions,
 )
 from deploy.supervisor import Backoff
 
@@ -65,9 +67,22 @@ def test_child_env_fills_defaults_but_the_user_wins() -> None:
     assert env["TASKFLOW_NOTIFY_VAPID_PRIVATE_KEY"] == "priv"
 
 
+def test_our_own_broker_gets_the_tansu_profile_and_one_partition_topics() -> None:
+    env = child_env({}, secret="s", bootstrap="127.0.0.1:9999", database_urls={}, vapid=VAPID)
+    assert env["TASKFLOW_KAFKA_PROFILE"] == "tansu"
+    assert env["TASKFLOW_KAFKA_PARTITIONS"] == str(LOCAL_PARTITIONS) == "1"
+    # The user's own partition count wins, for the children and the topics alike.
+    mine = {"TASKFLOW_KAFKA_PARTITIONS": "3"}
+    env = child_env(mine, secret="s", bootstrap="127.0.0.1:9999", database_urls={}, vapid=VAPID)
+    assert "TASKFLOW_KAFKA_PARTITIONS" not in env
+    assert local_partitions(mine) == 3
+
+
 def test_an_external_cluster_is_left_as_configured() -> None:
     env = child_env({}, secret="s", bootstrap=None, database_urls={}, vapid=VAPID)
     assert "TASKFLOW_KAFKA_BOOTSTRAP" not in env
+    assert "TASKFLOW_KAFKA_PROFILE" not in env
+    assert "TASKFLOW_KAFKA_PARTITIONS" not in env
     assert external_kafka({"TASKFLOW_KAFKA_BOOTSTRAP": "k:9092"}) == "k:9092"
     assert external_kafka({}) is None
     assert external_database({"TASKFLOW_DATABASE_URL": "postgresql://h/postgres"})

@@ -175,3 +175,27 @@ def test_settings_from_the_environment_are_checked_too(monkeypatch: pytest.Monke
     with pytest.raises(ValidationError, match="SASL needs") as e:
         KafkaSettings()
     assert PASSWORD not in str(e.value)
+
+
+def test_the_tansu_profile_keeps_each_consumers_latency_budget() -> None:
+    settings = KafkaSettings()
+    assert settings.profile == "tansu"
+    assert settings.fetch_wait_ms(250) == 250
+    assert settings.consumer("g")["fetch.wait.max.ms"] == 20
+
+
+def test_the_kafka_profile_waits_long_because_the_broker_answers_on_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TASKFLOW_KAFKA_PROFILE", "kafka")
+    settings = KafkaSettings()
+    assert settings.fetch_wait_ms(10) == 500
+    assert settings.consumer("g")["fetch.wait.max.ms"] == 500
+    # A caller's own override still wins over the profile.
+    assert settings.consumer("g", **{"fetch.wait.max.ms": 5})["fetch.wait.max.ms"] == 5
+
+
+def test_an_unknown_broker_profile_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKFLOW_KAFKA_PROFILE", "redpanda")
+    with pytest.raises(ValidationError, match="profile"):
+        KafkaSettings()
