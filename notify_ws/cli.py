@@ -11,7 +11,7 @@ from runtime.servers import ServerName, ServerOptions
 from runtime.service import ServiceSpec, run_service
 
 # Measured side by side with the hub bench (docs/adr/0009-asgi-server.md).
-DEFAULT_SERVER: ServerName = "hypercorn"
+DEFAULT_SERVER: ServerName = "uvicorn"
 
 
 def server_options(
@@ -26,6 +26,7 @@ def server_options(
         ws_max_message_bytes=max_message_bytes,
         ws_ping_interval=ping.total_seconds() if ping is not None else None,
         ws_compression=settings.ws_compression,
+        uvicorn_ws=settings.uvicorn_ws,
     )
 
 

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.kafka import KafkaSettings
 from events.secrets import SecretFilesMixin
+from runtime.servers import UvicornWs
 from webapi.auth import AuthSettings
 from webapi.hardening import WebSecuritySettings
 
@@ -89,6 +90,12 @@ class NotifySettings(SecretFilesMixin, BaseSettings):
     ws_compression: bool = False
     ws_ping_interval: timedelta | None = timedelta(seconds=20)
     ws_close_timeout: timedelta = timedelta(seconds=2)
+    # uvicorn's WebSocket protocol when `TASKFLOW_SERVER=uvicorn` (docs/adr/0009-asgi-server.md).
+    uvicorn_ws: UvicornWs = "wsproto"
+    # The cyclic GC's first threshold in this process (Python's default is 700). Every
+    # frame allocates a few short-lived containers; with the default, collections took
+    # ~16 % of the hub's CPU in a burst (py-spy). 0 keeps Python's default.
+    gc_threshold: int = 20_000
     # The hub feed's Kafka wait on Tansu (which answers a fetch only when the wait runs out,
     # at ~0.5 ms of broker CPU per fetch; on Kafka the wait is long and free either way).
     # A hub without a worker in its process gets every frame through Kafka: a short wait.

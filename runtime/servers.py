@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 ServerName = Literal["hypercorn", "uvicorn", "granian"]
+UvicornWs = Literal["websockets-sansio", "wsproto"]
 SERVERS: tuple[ServerName, ...] = ("hypercorn", "uvicorn", "granian")
 
 Scope = MutableMapping[str, Any]
@@ -37,6 +38,9 @@ class ServerOptions:
     # permessage-deflate keeps ~260 KiB of zlib state per socket: far more than small JSON
     # frames save, so it is off unless asked for.
     ws_compression: bool = False
+    # uvicorn's WebSocket protocol: "websockets-sansio" or "wsproto" (less memory per
+    # socket in the hub bench: docs/adr/0009-asgi-server.md).
+    uvicorn_ws: UvicornWs = "websockets-sansio"
 
 
 async def serve(name: ServerName, app: Any, options: ServerOptions, stop: asyncio.Event) -> None:
@@ -90,7 +94,7 @@ async def _uvicorn(app: Any, options: ServerOptions, stop: asyncio.Event) -> Non
         port=options.port,
         lifespan="on",
         http="httptools",
-        ws="websockets-sansio",
+        ws=options.uvicorn_ws,
         ws_max_size=options.ws_max_message_bytes,
         ws_ping_interval=options.ws_ping_interval,
         ws_per_message_deflate=options.ws_compression,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from opentelemetry.context import Context
@@ -56,7 +56,7 @@ class Connection:
         self.limit = queue_size
         self.pending: deque[Item] | None = None
         # Set by the session once the replay is sent: starts a sender for queued items.
-        self.drain: Callable[[Connection], Coroutine[Any, Any, None]] | None = None
+        self.drain: Callable[[Connection], asyncio.Task[None]] | None = None
         self.sender: asyncio.Task[None] | None = None
         self.handler: asyncio.Task[Any] | None = None  # the task that reads the socket
         self.stopping = False
@@ -82,7 +82,7 @@ class Connection:
 
     def wake(self) -> None:
         if self.sender is None and self.drain is not None and self.pending and not self.stopping:
-            self.sender = asyncio.create_task(self.drain(self))
+            self.sender = self.drain(self)
 
     def kick(self, code: int) -> None:
         """Stop sending and close with `code` (the handler does the closing)."""

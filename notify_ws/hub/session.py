@@ -79,8 +79,10 @@ class Session:
         conn.last_sent, conn.unread = last_seq, unread
         await self._send(send, count_frame(unread))
 
-        async def drain(c: Connection) -> None:
-            await self._drain(c, send)
+        loop = asyncio.get_running_loop()  # once: asyncio.create_task asks the OS each time
+
+        def drain(c: Connection) -> asyncio.Task[None]:
+            return loop.create_task(self._drain(c, send))
 
         conn.drain = drain
         conn.wake()  # what arrived during the replay

@@ -16,7 +16,7 @@ and the load average the run saw (the machine is shared: compare only side-by-si
 
     python tests/bench/ws_hub.py [--connections 19000] [--latency-users 10000]
         [--rate 2000] [--duration 10] [--burst 60000] [--events 20000]
-        [--servers hypercorn] [--no-worker]
+        [--servers hypercorn,uvicorn:websockets-sansio,uvicorn:wsproto,granian] [--no-worker]
 
 Needs PostgreSQL at TASKFLOW_BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/postgres).
 """
@@ -238,10 +238,13 @@ async def hub_phase(
     args: argparse.Namespace, db_url: str, kafka: KafkaSettings, server: str
 ) -> dict[str, Any]:
     port = free_port()
+    # "uvicorn:wsproto" picks uvicorn's WebSocket protocol too.
+    name, _, uvicorn_ws = server.partition(":")
+    extra = {"TASKFLOW_NOTIFY_UVICORN_WS": uvicorn_ws} if uvicorn_ws else {}
     hub = start_service(db_url, kafka, port, TASKFLOW_NOTIFY_RUN_WORKER="false",
                         TASKFLOW_NOTIFY_RUN_DISPATCHER="false",
                         TASKFLOW_NOTIFY_WS_QUEUE_SIZE="1024",
-                        TASKFLOW_SERVER=server)  # fmt: skip
+                        TASKFLOW_SERVER=name, **extra)  # fmt: skip
     proc = psutil.Process(hub.pid)
     producer = AsyncProducer(kafka.producer(**{"linger.ms": 1}))
     await producer.warm_up(kafka.topics.notifications)
@@ -280,13 +283,17 @@ async def hub_phase(
         ask(pipes, "reset")
         progress(f"burst of {args.burst} notifications")
         t_burst = time.time()
+        cpu_burst = sum(proc.cpu_times()[:2])
         await produce(producer, topic, users, seqs, args.burst, None)
         reports = await wait_received(pipes, args.burst, 120)
         got = sum(r[0] for r in reports)
         last = max(r[2] for r in reports if r[2]) if got else t_burst
         throughput = got / max(last - t_burst, 1e-9)
         all_frames = sum(r[4] for r in reports) / max(last - t_burst, 1e-9)
-        progress(f"burst: {got} frames at {throughput:,.0f}/s")
+        # The hub shares 2 cores with the producer and the clients: its CPU per frame says
+        # what one hub process could deliver with the cores to itself.
+        burst_cpu = sum(proc.cpu_times()[:2]) - cpu_burst
+        progress(f"burst: {got} frames at {throughput:,.0f}/s; hub CPU {burst_cpu:.1f}s")
 
         # Latency: R/s over the first L users for D seconds.
         lat_users = users[: args.latency_users]
@@ -308,6 +315,9 @@ async def hub_phase(
             "burst_frames_received": got,
             "delivered_msgs_per_s": round(throughput),
             "delivered_frames_per_s_incl_unread_count": round(all_frames),
+            "burst_hub_cpu_seconds": round(burst_cpu, 2),
+            "hub_cpu_us_per_notification_frame": round(burst_cpu / max(got, 1) * 1e6, 1),
+            "notification_frames_per_hub_cpu_second": round(got / max(burst_cpu, 1e-9)),
             "latency_users": len(lat_users),
             "latency_rate_per_s": args.rate,
             "latency_samples": len(lat),
@@ -395,7 +405,7 @@ async def main() -> None:
     parser.add_argument(
         "--servers",
         default="hypercorn",
-        help="comma-separated: hypercorn,uvicorn,granian (the hub phase each)",
+        help="comma-separated: hypercorn,uvicorn,uvicorn:wsproto,granian (hub phase each)",
     )
     parser.add_argument("--no-worker", action="store_true", help="skip the worker phase")
     args = parser.parse_args()

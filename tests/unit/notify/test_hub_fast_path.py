@@ -3,6 +3,7 @@ an idle connection keeps no queue and no sender task; readiness names what it wa
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -31,8 +32,8 @@ def live(session: Session, conn: Connection, sent: list[str]) -> None:
     async def send(frame: str) -> None:
         sent.append(frame)
 
-    async def drain(c: Connection) -> None:
-        await session._drain(c, send)
+    def drain(c: Connection) -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(session._drain(c, send))
 
     conn.drain = drain
 
@@ -46,7 +47,7 @@ async def test_fast_path_then_kafka_copy_sends_one_frame() -> None:
     metrics = Metrics()
     hub = Hub(metrics)
     session = Session(pool=None, hub=hub, metrics=metrics, clock=None)  # type: ignore[arg-type]
-    conn, sent = Connection("u", 8), []
+    conn, sent = Connection("u", 8), list[str]()
     hub.register(conn)
     live(session, conn, sent)
     note = notification("u", 1)
@@ -66,7 +67,7 @@ async def test_an_idle_connection_holds_no_queue_and_no_task() -> None:
     metrics = Metrics()
     hub = Hub(metrics)
     session = Session(pool=None, hub=hub, metrics=metrics, clock=None)  # type: ignore[arg-type]
-    conn, sent = Connection("u", 8), []
+    conn, sent = Connection("u", 8), list[str]()
     hub.register(conn)
     live(session, conn, sent)
     assert conn.pending is None and conn.sender is None
@@ -89,7 +90,6 @@ async def test_an_idle_connection_holds_no_queue_and_no_task() -> None:
 async def test_check_partitions_waits_for_both_assignments(
     worker: bool, feed: bool, waiting: str | None
 ) -> None:
-    import asyncio
     from types import SimpleNamespace
 
     from notify_ws.service import Service
@@ -108,3 +108,19 @@ async def test_check_partitions_waits_for_both_assignments(
     else:
         with pytest.raises(RuntimeError, match=waiting):
             await service.check_partitions()
+
+
+def test_tune_gc_raises_the_first_threshold_and_zero_keeps_the_default() -> None:
+    import gc
+
+    from notify_ws.service import tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc(0)
+        assert gc.get_threshold() == before
+        tune_gc(20_000)
+        assert gc.get_threshold() == (20_000, *before[1:])
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
