@@ -65,6 +65,8 @@ class System:
     data_dir: Path
     ports: dict[str, int] = field(default_factory=lambda: {k: free_port() for k in PORT_VARS})
     broker_port: int = field(default_factory=free_port)
+    # Settings for every child on top of the defaults (e.g. a short digest window).
+    extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     runs: int = 0
     # pid -> create time: a PID is only ours if the process is the one we saw.
@@ -76,6 +78,7 @@ class System:
         env["TASKFLOW_UP_BROKER_PORT"] = str(self.broker_port)
         env["TASKFLOW_UP_READY_TIMEOUT"] = "90"
         env["TASKFLOW_DATA_DIR"] = str(self.data_dir)
+        env |= self.extra_env
         return env
 
     def url(self, service: str) -> str:
@@ -195,6 +198,14 @@ class Client:
         if self._reader is not None:
             await self._reader
         self._ws, self._reader = None, None
+
+    async def closed_by_server(self, timeout: float = 10.0) -> int | None:
+        """Wait until the server closes the WebSocket; the close code it sent."""
+        assert self._ws is not None and self._reader is not None
+        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+        code = self._ws.close_code
+        self._ws, self._reader = None, None
+        return code
 
     async def aclose(self) -> None:
         await self.close_ws()
