@@ -29,7 +29,7 @@ from notify_ws.http.schemas import (
 )
 from notify_ws.preferences import Preferences
 from webapi.auth import Principal, bearer_principal
-from webapi.openapi import document_status
+from webapi.openapi import JSON_OBJECT, document_status
 from webapi.paging import decode_cursor, encode_cursor
 from webapi.problems import ValidationProblem
 
@@ -155,6 +155,12 @@ async def delete_push_subscription(subscription_id: str) -> Response:
 
 
 @api.get("/me/export")
+@document_status(
+    200,
+    "The caller's inbox, preferences, push subscriptions and deliveries",
+    "application/json",
+    JSON_OBJECT,
+)
 async def export() -> dict[str, object]:
     """Everything this service keeps of the caller, as JSON (data portability)."""
     ctx = notify_context()

@@ -14,6 +14,7 @@ from reminders.db import store
 from reminders.exceptions import InvalidQuery, UserGone
 from reminders.http.schemas import ReminderItem, ReminderPage, ReminderQuery
 from webapi.auth import Principal, bearer_principal
+from webapi.openapi import JSON_OBJECT, document_status
 from webapi.paging import decode_cursor, encode_cursor
 
 api = Blueprint("reminders", __name__, url_prefix="/api/v1")
@@ -67,6 +68,9 @@ async def list_reminders(query_args: ReminderQuery) -> ReminderPage:
 
 
 @api.get("/me/export")
+@document_status(
+    200, "The caller's scheduled reminders and reminder history", "application/json", JSON_OBJECT
+)
 async def export() -> dict[str, object]:
     """The caller's scheduled reminders and reminder history, as JSON."""
     ctx = current_app.extensions["reminders"]
