@@ -145,6 +145,8 @@ class RateLimits:
 class MessageGuard:
     """Checks each inbound WebSocket message of one connection: size, then rate."""
 
+    __slots__ = ("_limits", "_rate", "_max_bytes", "_key")  # one per socket, for hours
+
     def __init__(self, limits: RateLimits, rate: RateLimitItem, max_bytes: int) -> None:
         self._limits, self._rate, self._max_bytes = limits, rate, max_bytes
         self._key = uuid.uuid4().hex

@@ -28,7 +28,8 @@ async def socket() -> None:
     # Accept first: a close code can only be sent on an open WebSocket.
     await websocket.accept()
     try:
-        principal = await ctx.tokens.verify_async(websocket.args.get("token", ""))
+        # Only the user id stays with the socket (for hours), not the whole principal.
+        user_id = (await ctx.tokens.verify_async(websocket.args.get("token", ""))).user_id
     except Unauthorized:
         await websocket.close(UNAUTHORIZED, "unauthorized")
         return
@@ -40,14 +41,14 @@ async def socket() -> None:
             return
         since = int(raw_since)
     async with ctx.pool.acquire() as db:
-        erased = await er.is_erased(db, principal.user_id)
+        erased = await er.is_erased(db, user_id)
     # `erased_recently` (no await from here to the hub's register): an erasure committed
     # while the query above ran would otherwise miss this socket.
-    if erased or principal.user_id in ctx.erased_recently:
+    if erased or user_id in ctx.erased_recently:
         await websocket.close(USER_ERASED, USER_ERASED_REASON)
         return
     settings = ctx.config.notify
-    conn = Connection(principal.user_id, settings.ws_queue_size)
+    conn = Connection(user_id, settings.ws_queue_size)
     guard = hardening_of(current_app).message_guard()
 
     async def receive() -> str | bytes:

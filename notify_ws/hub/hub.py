@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from opentelemetry.context import Context
@@ -48,8 +48,8 @@ class Connection:
     sender task exists only while there is something to send: an idle socket costs this
     object and its handler's task, nothing more."""
 
-    __slots__ = ("user_id", "limit", "pending", "drain", "sender", "handler", "stopping",
-                 "close_code", "error", "last_sent", "unread")  # fmt: skip
+    __slots__ = ("user_id", "limit", "pending", "drain", "send", "sender", "handler",
+                 "stopping", "close_code", "error", "last_sent", "unread")  # fmt: skip
 
     def __init__(self, user_id: str, queue_size: int) -> None:
         self.user_id = user_id
@@ -57,6 +57,7 @@ class Connection:
         self.pending: deque[Item] | None = None
         # Set by the session once the replay is sent: starts a sender for queued items.
         self.drain: Callable[[Connection], asyncio.Task[None]] | None = None
+        self.send: Callable[[str], Awaitable[None]] | None = None
         self.sender: asyncio.Task[None] | None = None
         self.handler: asyncio.Task[Any] | None = None  # the task that reads the socket
         self.stopping = False

@@ -44,6 +44,16 @@ class Session:
         self._pool, self._hub, self._metrics, self._clock = pool, hub, metrics, clock
         # Label lookups take a lock: the children are resolved once in Metrics.
         self._sent, self._received = metrics.frames_sent, metrics.frames_received
+        # One bound method shared by every connection (no closure per socket).
+        self._start_sender = self._sender_task
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _sender_task(self, conn: Connection) -> asyncio.Task[None]:
+        # The loop once: asyncio.create_task asks the OS for the pid each time.
+        loop = self._loop or asyncio.get_running_loop()
+        self._loop = loop
+        assert conn.send is not None  # noqa: S101 - set by start() before the first sender
+        return loop.create_task(self._drain(conn, conn.send))
 
     async def _send(self, send: Send, frame: str) -> None:
         await send(frame)
@@ -79,12 +89,8 @@ class Session:
         conn.last_sent, conn.unread = last_seq, unread
         await self._send(send, count_frame(unread))
 
-        loop = asyncio.get_running_loop()  # once: asyncio.create_task asks the OS each time
-
-        def drain(c: Connection) -> asyncio.Task[None]:
-            return loop.create_task(self._drain(c, send))
-
-        conn.drain = drain
+        conn.send = send
+        conn.drain = self._start_sender
         conn.wake()  # what arrived during the replay
 
     async def _drain(self, conn: Connection, send: Send) -> None:

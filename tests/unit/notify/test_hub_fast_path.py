@@ -32,10 +32,8 @@ def live(session: Session, conn: Connection, sent: list[str]) -> None:
     async def send(frame: str) -> None:
         sent.append(frame)
 
-    def drain(c: Connection) -> asyncio.Task[None]:
-        return asyncio.get_running_loop().create_task(session._drain(c, send))
-
-    conn.drain = drain
+    conn.send = send
+    conn.drain = session._start_sender
 
 
 async def settle(conn: Connection) -> None:
