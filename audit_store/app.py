@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry
 from quart import Quart, request
@@ -36,13 +37,11 @@ def create_app(
 ) -> Quart:
     """Build the app; clients connect in `before_serving`, never at import or here."""
     settings = settings or AuditSettings()
-    auth = auth or AuthSettings()
-    tokens = auth.verifier()
+    tokens = (auth or AuthSettings()).verifier()
     registry = CollectorRegistry()
     metrics = AuditMetrics(registry)
     state: dict[str, AuditServices] = {}
     heartbeats = Heartbeats()
-    jobs: list[asyncio.Task[None]] = []
 
     async def check_database() -> None:
         await state["services"].pool.fetchval("SELECT 1")
@@ -65,12 +64,10 @@ def create_app(
     app.register_blueprint(audit)
     app.register_blueprint(users)
 
-    @app.before_serving
-    async def start() -> None:
-        pool = await create_pool(settings.database_url, settings.pool_size)
-        services = AuditServices(
+    async def open_services() -> AuditServices:
+        return AuditServices(
             settings=settings,
-            pool=pool,
+            pool=await create_pool(settings.database_url, settings.pool_size),
             signer=Signer.from_settings(settings),
             metrics=metrics,
             clock=clock,
@@ -78,17 +75,27 @@ def create_app(
             keyring=settings.keyring(),
             watermarks=WatermarkReader(kafka.common()) if kafka is not None else None,
         )
-        state["services"] = services
+
+    _serve_with(app, state, open_services, heartbeats if background else None)
+    return app
+
+
+def _serve_with(
+    app: Quart,
+    state: dict[str, AuditServices],
+    open_services: Callable[[], Awaitable[AuditServices]],
+    heartbeats: Heartbeats | None,
+) -> None:
+    """The services open in `before_serving` (with the scheduled jobs when `heartbeats` is
+    given), refresh the gauges before a scrape, and close in `after_serving`."""
+    jobs: list[asyncio.Task[None]] = []
+
+    @app.before_serving
+    async def start() -> None:
+        services = state["services"] = await open_services()
         app.extensions["audit"] = services
-        if background:
-            for interval, job in (
-                (settings.digest_interval, services.sign_digests),
-                (settings.purge_interval, services.scheduled_purge),
-                (settings.verify_interval, services.scheduled_verify),
-            ):
-                silence = interval + settings.job_max_runtime
-                run = services.every(interval, job)
-                jobs.append(heartbeats.spawn(job.__name__, silence, run))
+        if heartbeats is not None:
+            jobs.extend(_start_jobs(services, heartbeats))
 
     @app.before_request
     async def refresh_metrics() -> None:
@@ -101,17 +108,36 @@ def create_app(
         services = state.pop("services", None)
         if services is None:
             return
-        heartbeats.stop()
+        if heartbeats is not None:
+            heartbeats.stop()
         services.stopping.set()
-        # A run in progress gets a moment to finish before the pool closes under it.
-        if jobs:
-            _, running = await asyncio.wait(jobs, timeout=JOB_SHUTDOWN_SECONDS)
-            for job in running:
-                job.cancel()
-            await asyncio.gather(*jobs, return_exceptions=True)
-            jobs.clear()
+        await _stop_jobs(jobs)
         await services.pool.close()
         if services.watermarks is not None:
             await asyncio.to_thread(services.watermarks.close)
 
-    return app
+
+def _start_jobs(services: AuditServices, heartbeats: Heartbeats) -> list[asyncio.Task[None]]:
+    """Digest signing, retention purge and chain verification, each on its own heartbeat."""
+    settings = services.settings
+    return [
+        heartbeats.spawn(
+            job.__name__, interval + settings.job_max_runtime, services.every(interval, job)
+        )
+        for interval, job in (
+            (settings.digest_interval, services.sign_digests),
+            (settings.purge_interval, services.scheduled_purge),
+            (settings.verify_interval, services.scheduled_verify),
+        )
+    ]
+
+
+async def _stop_jobs(jobs: list[asyncio.Task[None]]) -> None:
+    """A run in progress gets a moment to finish before the pool closes under it."""
+    if not jobs:
+        return
+    _, running = await asyncio.wait(jobs, timeout=JOB_SHUTDOWN_SECONDS)
+    for job in running:
+        job.cancel()
+    await asyncio.gather(*jobs, return_exceptions=True)
+    jobs.clear()

@@ -40,27 +40,7 @@ def create_app(
         tokens=config.auth.verifier(),
     )
     service = Service(ctx, channels, monotonic)
-    app = service_app(
-        WebService(
-            name=SERVICE_NAME,
-            title="TaskFlow notification service",
-            import_name=__name__,
-            max_body_bytes=config.notify.max_body_bytes,
-            ready_checks={
-                "database": service.check_database,
-                "background": service.check_tasks,
-            },
-            startup_checks={"kafka": service.check_kafka, "partitions": service.check_partitions},
-            page_csp={"/console": CONSOLE_CSP},
-            # A socket lives for hours: a span over its life says nothing and costs memory
-            # per connection. Notification frames are traced from Kafka instead.
-            untraced_paths=("/ws",),
-            heartbeats=service.heartbeats,  # liveness: worker, feed, dispatcher, sweep
-        ),
-        metrics.registry,
-        ctx.tokens,
-        config.security,
-    )
+    app = service_app(_web_service(config, service), metrics.registry, ctx.tokens, config.security)
     # One task and no queue per socket instead of Quart's two tasks and a queue (the hub
     # holds ~19,000 sockets: docs/adr/0009-asgi-server.md).
     app.asgi_websocket_class = InlineWebsocketConnection
@@ -84,3 +64,21 @@ def create_app(
 def service_of(app: Quart) -> Service:
     svc: Service = app.extensions["notify_ws.service"]
     return svc
+
+
+def _web_service(config: Config, service: Service) -> WebService:
+    """What the skeleton installs: ready once the consumers hold their partitions, then
+    as long as the database answers and no background part has died."""
+    return WebService(
+        name=SERVICE_NAME,
+        title="TaskFlow notification service",
+        import_name=__name__,
+        max_body_bytes=config.notify.max_body_bytes,
+        ready_checks={"database": service.check_database, "background": service.check_tasks},
+        startup_checks={"kafka": service.check_kafka, "partitions": service.check_partitions},
+        page_csp={"/console": CONSOLE_CSP},
+        # A socket lives for hours: a span over its life says nothing and costs memory per
+        # connection. Notification frames are traced from Kafka instead.
+        untraced_paths=("/ws",),
+        heartbeats=service.heartbeats,  # liveness: worker, feed, dispatcher, sweep
+    )

@@ -74,6 +74,14 @@ def create_app(
     )
     app.extensions["reminders"] = ctx
     app.register_blueprint(api)
+    _pool_while_serving(app, ctx)
+    return app
+
+
+def _pool_while_serving(app: Quart, ctx: ServiceContext) -> None:
+    """The pool opens in `before_serving` and closes in `after_serving`; the read-model gauges
+    are loaded just before a scrape (Prometheus collectors cannot await)."""
+    settings = ctx.settings
 
     @app.before_serving
     async def _open() -> None:
@@ -86,12 +94,9 @@ def create_app(
 
     @app.before_request
     async def _refresh_metrics() -> None:
-        # Prometheus collectors cannot await: load the figures just before a scrape.
         if request.path == "/metrics":
             try:
                 async with ctx.pool.acquire() as conn:
                     ctx.collector.values = await store.metric_values(conn)
             except (OSError, asyncpg.PostgresError):
                 pass  # serve the last values; /readyz reports the database
-
-    return app

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -80,6 +81,11 @@ def _decline_hypercorn_deflate() -> None:
 
 async def _uvicorn(app: Any, options: ServerOptions, stop: asyncio.Event) -> None:
     import uvicorn
+
+    # uvicorn's INFO lines ("WebSocket /ws?token=... [accepted]") carry the whole request
+    # target, query string included: a WebSocket's token would land in the log. The app
+    # writes its own access log (path only); uvicorn keeps its warnings and errors.
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
 
     class Server(uvicorn.Server):
         # uvicorn would install its own SIGINT/SIGTERM handlers and re-raise the signal

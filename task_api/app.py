@@ -40,34 +40,53 @@ def create_app(
     config = config or Config()
     settings, kafka = config.service, config.kafka
     instrument_asyncpg()
-    # The relay already batches (it awaits a whole claim at once): lingering only adds lag.
-    make_producer = producer_factory or (lambda: AsyncProducer(kafka.producer(**RELAY_PRODUCER)))
     registry = CollectorRegistry()
-    metrics = TaskMetrics.create(registry)
     tokens = config.auth.verifier()
+    heartbeats = Heartbeats()
+    app = service_app(_web_service(config, heartbeats), registry, tokens, config.security)
+    relay = _relay(config, TaskMetrics.create(registry), producer_factory)
+    context = TaskContext(
+        sink=EventSink(kafka.topics, settings.source),
+        tokens=tokens,
+        idempotency_ttl=settings.idempotency_ttl,
+        clock=clock,
+        on_commit=relay.wake if settings.run_relay else (lambda: None),
+        notify_relays=not settings.run_relay,
+    )
+    app.extensions["task_api"] = context
+    app.register_blueprint(tasks)
+    app.register_blueprint(users)  # erasure and export (issue 16)
+    # The second front door (issue 15): MCP at /mcp, same use cases, context and limits.
+    mount_mcp(app, context, config, registry, service_name=SERVICE_NAME)
+    _run_relay_while_serving(app, config, relay, heartbeats)
+    return app
+
+
+def _web_service(config: Config, heartbeats: Heartbeats) -> WebService:
+    """What the skeleton installs: readiness is the database only. With Kafka down, writes go
+    on into the outbox and events wait (the outbox-backlog alert says so)."""
 
     async def database_ready() -> None:
         await connections.get("default").execute_query("SELECT 1")
 
-    heartbeats = Heartbeats()
-
-    # Readiness is the database only: with Kafka down, writes go on into the outbox and
-    # events wait (the outbox-backlog alert says so), so the API stays in service.
-    app = service_app(
-        WebService(
-            name=SERVICE_NAME,
-            title="TaskFlow task service",
-            import_name=__name__,
-            max_body_bytes=settings.max_body_bytes,
-            ready_checks={"database": database_ready},
-            cors_origins=settings.cors_origins,
-            heartbeats=heartbeats,
-        ),
-        registry,
-        tokens,
-        config.security,
+    return WebService(
+        name=SERVICE_NAME,
+        title="TaskFlow task service",
+        import_name=__name__,
+        max_body_bytes=config.service.max_body_bytes,
+        ready_checks={"database": database_ready},
+        cors_origins=config.service.cors_origins,
+        heartbeats=heartbeats,
     )
-    relay = OutboxRelay(
+
+
+def _relay(
+    config: Config, metrics: TaskMetrics, producer_factory: ProducerFactory | None
+) -> OutboxRelay:
+    settings, kafka = config.service, config.kafka
+    # The relay already batches (it awaits a whole claim at once): lingering only adds lag.
+    make_producer = producer_factory or (lambda: AsyncProducer(kafka.producer(**RELAY_PRODUCER)))
+    return OutboxRelay(
         make_producer,
         settings.database_url,
         metrics,
@@ -79,44 +98,41 @@ def create_app(
         prune_interval=settings.prune_interval,
         delivery_timeout=settings.relay_delivery_timeout,
     )
-    context = TaskContext(
-        sink=EventSink(kafka.topics, settings.source),
-        tokens=tokens,
-        idempotency_ttl=settings.idempotency_ttl,
-        clock=clock,
-        on_commit=relay.wake if settings.run_relay else (lambda: None),
-        notify_relays=not settings.run_relay,
-    )
-    app.extensions["task_api"] = context
-    relay_task: asyncio.Task[None] | None = None
-    app.register_blueprint(tasks)
-    app.register_blueprint(users)  # erasure and export (issue 16)
-    # The second front door (issue 15): MCP at /mcp, same use cases, context and limits.
-    mount_mcp(app, context, config, registry, service_name=SERVICE_NAME)
+
+
+def _run_relay_while_serving(
+    app: Quart, config: Config, relay: OutboxRelay, heartbeats: Heartbeats
+) -> None:
+    """Tortoise and the in-process relay live from `before_serving` to `after_serving`."""
+    settings = config.service
+    running: list[asyncio.Task[None]] = []
 
     @app.before_serving
     async def start() -> None:
-        nonlocal relay_task
         await Tortoise.init(config=settings.tortoise_config(), _enable_global_fallback=True)
         if settings.run_relay:
-            relay_task = heartbeats.spawn(
-                RELAY_TASK, settings.relay_max_silence, relay.run(kafka.topics.tasks)
+            running.append(
+                heartbeats.spawn(
+                    RELAY_TASK, settings.relay_max_silence, relay.run(config.kafka.topics.tasks)
+                )
             )
 
     @app.after_serving
     async def stop() -> None:
         heartbeats.stop()
         relay.stop()
-        if relay_task is not None:
-            # The batch in flight finishes; a wedged or dead relay (liveness said so) must
-            # not hold the shutdown up, nor fail it.
+        for task in running:
             grace = settings.relay_delivery_timeout.total_seconds() + RELAY_STOP_MARGIN
-            done, _ = await asyncio.wait({relay_task}, timeout=grace)
-            if not done:
-                relay_task.cancel()
-                await asyncio.wait({relay_task})
-            if not relay_task.cancelled() and (exc := relay_task.exception()) is not None:
-                log.error("the outbox relay had died", exc_info=exc)
+            await _stop_relay(task, grace)
         await Tortoise.close_connections()
 
-    return app
+
+async def _stop_relay(task: asyncio.Task[None], grace: float) -> None:
+    """The batch in flight finishes; a wedged or dead relay (liveness said so) must not hold
+    the shutdown up, nor fail it."""
+    done, _ = await asyncio.wait({task}, timeout=grace)
+    if not done:
+        task.cancel()
+        await asyncio.wait({task})
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("the outbox relay had died", exc_info=exc)
