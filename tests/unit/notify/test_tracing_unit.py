@@ -207,3 +207,40 @@ def test_feed_carries_a_context_only_for_sampled_parents() -> None:
     assert trace.get_current_span(context).get_span_context().span_id == int(sid, 16)
     assert _traced(msg("00")) is None  # a parent-based sampler would not record it
     assert _traced(msg(None)) is None
+
+
+async def test_fast_path_frame_span_is_a_child_of_the_workers_event_span(
+    spans: InMemorySpanExporter,
+) -> None:
+    """The fast path keeps the trace whole: the frame's `websocket send` span continues the
+    worker's span of the event that made the notification (its stored traceparent)."""
+    from notify_ws.db.notifications import Notification
+    from notify_ws.hub.local import hand_to_hub
+    from observability.propagation import current_traceparent
+
+    with trace.get_tracer("test").start_as_current_span("process taskflow.tasks") as worker:
+        traceparent = current_traceparent()
+    spans.clear()
+    metrics = Metrics()
+    hub = Hub(metrics)
+    session = Session(pool=None, hub=hub, metrics=metrics, clock=None)  # type: ignore[arg-type]
+    conn, sent = Connection("u", 4), list[str]()
+
+    async def send(frame: str) -> None:
+        sent.append(frame)
+
+    conn.send, conn.drain = send, session._start_sender
+    hub.register(conn)
+    note = Notification(
+        id=uuid.uuid4(), user_id="u", seq=1, kind="task.created", title="t", body="",
+        task_id=None, event_id="e", created_at=T0, traceparent=traceparent,
+    )  # fmt: skip
+    hand_to_hub(hub, metrics)([note])
+    while conn.sender is not None:
+        await conn.sender
+
+    (span,) = spans.get_finished_spans()
+    assert span.name == "websocket send"
+    assert span.parent is not None and span.parent.span_id == worker.get_span_context().span_id
+    assert span.context.trace_id == worker.get_span_context().trace_id
+    assert len(sent) == 2  # the frame and its unread_count
