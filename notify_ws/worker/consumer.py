@@ -137,7 +137,10 @@ class Worker:
                 self._metrics.messaging.event_consumed(topic, event_type, seconds)
             for note in result.created:
                 self._metrics.notifications.labels(note.kind).inc()
-            self._on_created()
+            if result.deliveries:
+                # Only rows for email, push or webhook give the dispatcher work; an in-app
+                # notification alone would wake it for two empty transactions.
+                self._on_created()
             await self._publisher.created(result.created)
             await self._commit(consumer, offsets)
 

@@ -51,6 +51,8 @@ class Result:
     ignored: int
     # Erasures recorded by this batch, to publish as `user.erasure.applied`.
     erased: list[Erasure] = field(default_factory=list)
+    # Delivery rows (email, push, webhook) this batch added: the dispatcher has work.
+    deliveries: int = 0
 
 
 def _nothing(_erased: Sequence[Erasure]) -> None:
@@ -93,6 +95,7 @@ class Processor:
             result.created += one.created
             result.ignored += one.ignored
             result.erased += one.erased
+            result.deliveries += one.deliveries
         if result.erased:
             self._on_erased(result.erased)
         return result
@@ -145,6 +148,7 @@ class Processor:
                     rows.append((note.id, note.user_id, route.channel, status,
                                  route.deliver_at or now))  # fmt: skip
             await dl.add(conn, rows, now)
+            result.deliveries = len(rows)
             result.created = notes
             for item in erasing:
                 result.erased += await self._erase(conn, item, now)
