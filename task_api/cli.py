@@ -23,7 +23,7 @@ from task_api.services import EventSink, republish_open_tasks
 from task_api.settings import Config, TaskApiSettings
 
 # Measured side by side with the bare-echo bench (docs/adr/0009-asgi-server.md).
-DEFAULT_SERVER: ServerName = "hypercorn"
+DEFAULT_SERVER: ServerName = "uvicorn"
 # "task": held while Tortoise migrates, so two migrators (pods, `taskflow up`) take turns.
 MIGRATION_LOCK_KEY = 0x7461736B
 
