@@ -43,42 +43,19 @@ def probes_blueprint(
     async def healthz() -> Response | dict[str, str]:
         failing = dict(stale()) if stale is not None else {}
         if failing:
-            detail = "; ".join(f"{name} {why}" for name, why in failing.items())
-            return problem_response(
-                503,
-                "Not live",
-                detail,
-                "not-live",
-                [{"field": name, "message": why} for name, why in failing.items()],
-            )
+            return _refusal("Not live", "not-live", failing, "{name} {why}")
         return {"status": "ok"}
 
     @probes.get("/readyz")
     @document_status(200, "Every dependency answered", "application/json", JSON_OBJECT)
     @document_status(503, "A dependency is unreachable", PROBLEM_JSON, PROBLEM_REF)
     async def readyz() -> Response | dict[str, object]:
-        failing: dict[str, str] = {}
-        for name, check in list(pending_startup.items()):
-            try:
-                await asyncio.wait_for(check(), timeout)
-            except Exception as exc:  # noqa: BLE001 - not started yet
-                failing[name] = f"{type(exc).__name__}: {exc}" or type(exc).__name__
-            else:
-                del pending_startup[name]
-        for name, check in checks.items():
-            try:
-                await asyncio.wait_for(check(), timeout)
-            except Exception as exc:  # noqa: BLE001 - any failure means not ready
-                failing[name] = f"{type(exc).__name__}: {exc}" or type(exc).__name__
+        not_started = await _failing(pending_startup, timeout)
+        for name in set(pending_startup) - set(not_started):
+            del pending_startup[name]  # passed once: not asked again
+        failing = not_started | await _failing(checks, timeout)
         if failing:
-            detail = "; ".join(f"{name} unreachable ({why})" for name, why in failing.items())
-            return problem_response(
-                503,
-                "Not ready",
-                detail,
-                "not-ready",
-                [{"field": name, "message": why} for name, why in failing.items()],
-            )
+            return _refusal("Not ready", "not-ready", failing, "{name} unreachable ({why})")
         return {"status": "ready", "checks": {name: "ok" for name in [*(startup or {}), *checks]}}
 
     @probes.get("/metrics")
@@ -87,3 +64,21 @@ def probes_blueprint(
         return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
     return probes
+
+
+async def _failing(checks: Mapping[str, Check], timeout: float) -> dict[str, str]:
+    """The checks that did not answer within `timeout`, with why."""
+    failing: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            await asyncio.wait_for(check(), timeout)
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            failing[name] = f"{type(exc).__name__}: {exc}" or type(exc).__name__
+    return failing
+
+
+def _refusal(title: str, kind: str, failing: Mapping[str, str], line: str) -> Response:
+    """503 problem+json naming each failing part."""
+    detail = "; ".join(line.format(name=name, why=why) for name, why in failing.items())
+    errors = [{"field": name, "message": why} for name, why in failing.items()]
+    return problem_response(503, title, detail, kind, errors)
