@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import defaultdict
 from typing import Any
 
@@ -90,6 +91,78 @@ async def test_kill_9_mid_batch_loses_and_doubles_nothing(
             kafka_settings.topics.notifications, EVENTS, 30, lambda got: published(got) >= stored
         )
         assert published(msgs) == stored
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(5)
+        await conn.close()
+
+
+async def test_kill_9_around_erasures_completes_each_exactly_once(
+    notify_db: str, kafka_settings: KafkaSettings, kafka: Kafka
+) -> None:
+    """Erasures in the middle of a stream, the worker killed mid-batch and restarted: the
+    erased users keep nothing (their later events included), every other user's events are
+    all there, and each erasure is recorded once and announced under one event id."""
+    from tests.integration.notify.test_erasure import erased_event, publish_erased
+
+    erased = {"u3": uuid.uuid4(), "u7": uuid.uuid4()}
+    for i in range(EVENTS):
+        user = f"u{i % USERS}"
+        await kafka.produce(task_created(user, f"t{i}"), user)
+        if i in (300, 700):  # after some of their events, before others
+            victim = "u3" if i == 300 else "u7"
+            await publish_erased(kafka, erased_event(victim, erased[victim]))
+    await kafka.producer.flush()
+    group = f"notify-worker-erase-crash-{time.monotonic_ns()}"
+    conn = await asyncpg.connect(notify_db)
+    worker = start_worker(notify_db, kafka_settings, group)
+    try:
+
+        async def started() -> bool:
+            return await conn.fetchval("SELECT count(*) FROM notifications") >= 100
+
+        await eventually(started, timeout=30, interval=0.01)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        worker = start_worker(notify_db, kafka_settings, group)
+        kept = EVENTS - sum(1 for i in range(EVENTS) if f"u{i % USERS}" in erased)
+
+        async def finished() -> bool:
+            done = await conn.fetchval("SELECT count(*) FROM notifications")
+            unannounced = await conn.fetchval(
+                "SELECT count(*) FROM erased_users WHERE published_at IS NULL"
+            )
+            recorded = await conn.fetchval("SELECT count(*) FROM erased_users")
+            return done == kept and recorded == len(erased) and unannounced == 0
+
+        await eventually(finished, timeout=90, interval=0.1)
+        leftovers = await conn.fetchval(
+            "SELECT count(*) FROM notifications WHERE user_id = ANY($1::text[])", list(erased)
+        )
+        assert leftovers == 0
+        rows = await conn.fetch("SELECT user_id, erasure_id FROM erased_users")
+        assert {r["user_id"]: r["erasure_id"] for r in rows} == erased
+
+        def announced(msgs: list[Any]) -> dict[str, set[str]]:
+            ids: dict[str, set[str]] = defaultdict(set)
+            for m in msgs:
+                env = decode(m.value())
+                if env.type == "user.erasure.applied":
+                    ids[env.data.user_id].add(env.id)  # type: ignore[attr-defined]
+            return ids
+
+        msgs = await kafka.read_async(
+            kafka_settings.topics.notifications,
+            kept,
+            30,
+            lambda got: set(announced(got)) >= set(erased),
+        )
+        # A re-send after the crash repeats an event id, never a second erasure.
+        assert {user: len(ids) for user, ids in announced(msgs).items()} == dict.fromkeys(erased, 1)
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
