@@ -155,9 +155,9 @@ class _Startup:
         self.cleanup.callback(stop_restarted_server, pgdata)
         self.cleanup.callback(server.cleanup)
         self.pids["postgres"] = int(server.get_pid())
-        self.rows.append(("postgres", str(self.pids["postgres"]), server_url(server),
-                          str(pgdata / "log")))  # fmt: skip
-        return server_url(server)
+        admin_url = server_url(server)
+        self.rows.append(("postgres", str(self.pids["postgres"]), admin_url, str(pgdata / "log")))
+        return admin_url
 
     def start_broker(self) -> tuple[str, bool]:
         """The bootstrap address, and whether it is a broker this run started."""

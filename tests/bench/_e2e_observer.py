@@ -81,7 +81,10 @@ async def _observe(
             frames, heads = {}, []
             continue
         if command in ("pause", "resume"):
-            polling.clear() if command == "pause" else polling.set()
+            if command == "pause":
+                polling.clear()
+            else:
+                polling.set()
             pipe.send(command)
             continue
         stop.set()
