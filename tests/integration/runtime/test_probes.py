@@ -10,7 +10,6 @@ outbox and is published after SIGCONT).
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -35,6 +34,7 @@ from reminders.settings import ReminderSettings
 from task_api.app import RELAY_TASK
 from task_api.app import create_app as create_task_app
 from task_api.settings import Config, TaskApiSettings
+from tests.integration.task_api.conftest import migrated_task_database
 from webapi.auth import AuthSettings, issue_token
 
 pytestmark = pytest.mark.integration
@@ -56,20 +56,7 @@ async def eventually(
 
 @pytest.fixture(scope="module")
 async def task_db(create_database: Callable[[str], Awaitable[str]]) -> str:
-    """A fresh task database, migrated with the real `taskflow migrate` code."""
-    from task_api.cli import migrate
-
-    url = await create_database("probes_tasks")
-    previous = os.environ.get("TASKFLOW_TASK_API_DATABASE_URL")
-    os.environ["TASKFLOW_TASK_API_DATABASE_URL"] = url
-    try:
-        await migrate()
-    finally:
-        if previous is None:
-            del os.environ["TASKFLOW_TASK_API_DATABASE_URL"]
-        else:
-            os.environ["TASKFLOW_TASK_API_DATABASE_URL"] = previous
-    return url
+    return await migrated_task_database(create_database, "probes_tasks")
 
 
 # ---- liveness: a wedged or dead relay -------------------------------------------------

@@ -20,12 +20,13 @@ from webapi.auth import AuthSettings, issue_token
 SECRET = "integration-test-secret-0123456789abcdef0123456789abcdef0123456789"
 
 
-@pytest.fixture(scope="session")
-async def task_db_url(create_database: Callable[[str], Awaitable[str]]) -> str:
+async def migrated_task_database(
+    create_database: Callable[[str], Awaitable[str]], name: str
+) -> str:
     """A fresh task database, migrated with the real `taskflow migrate` code."""
     from task_api.cli import migrate
 
-    url = await create_database("tasks")
+    url = await create_database(name)
     previous = os.environ.get("TASKFLOW_TASK_API_DATABASE_URL")
     os.environ["TASKFLOW_TASK_API_DATABASE_URL"] = url
     try:
@@ -36,6 +37,11 @@ async def task_db_url(create_database: Callable[[str], Awaitable[str]]) -> str:
         else:
             os.environ["TASKFLOW_TASK_API_DATABASE_URL"] = previous
     return url
+
+
+@pytest.fixture(scope="session")
+async def task_db_url(create_database: Callable[[str], Awaitable[str]]) -> str:
+    return await migrated_task_database(create_database, "tasks")
 
 
 @pytest.fixture
