@@ -62,28 +62,25 @@ class Keyring:
         cached = self._cache.get((user_id, kek_id, wrapped))
         if cached is not None:
             return cached
+        aead = AESGCM(self._data_key(user_id, wrapped, kek_id))
+        self._remember((user_id, kek_id, wrapped), aead)
+        return aead
+
+    def _data_key(self, user_id: str, wrapped: bytes, kek_id: str) -> bytes:
+        """The raw data key of `user_id`, unwrapped by the KEK named `kek_id`."""
         kek = self._aeads.get(kek_id)
         if kek is None:
             raise KeyUnavailable(f"data key wrapped by unknown key-encryption key {kek_id!r}")
         try:
-            key = kek.decrypt(wrapped[:NONCE], wrapped[NONCE:], _wrap_aad(user_id))
+            return kek.decrypt(wrapped[:NONCE], wrapped[NONCE:], _wrap_aad(user_id))
         except InvalidTag:
             raise KeyUnavailable(
                 f"the key-encryption key {kek_id!r} does not unwrap this data key"
             ) from None
-        aead = AESGCM(key)
-        self._remember((user_id, kek_id, wrapped), aead)
-        return aead
 
     def rewrap(self, user_id: str, wrapped: bytes, kek_id: str) -> bytes:
         """The same data key wrapped by the current KEK (KEK rotation)."""
-        kek = self._aeads.get(kek_id)
-        if kek is None:
-            raise KeyUnavailable(f"data key wrapped by unknown key-encryption key {kek_id!r}")
-        try:
-            key = kek.decrypt(wrapped[:NONCE], wrapped[NONCE:], _wrap_aad(user_id))
-        except InvalidTag:
-            raise KeyUnavailable(f"the key-encryption key {kek_id!r} is wrong") from None
+        key = self._data_key(user_id, wrapped, kek_id)
         nonce = os.urandom(NONCE)
         return nonce + self._aeads[self.current_id].encrypt(nonce, key, _wrap_aad(user_id))
 
