@@ -200,6 +200,33 @@ def _dlq_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dlq_purge(args: argparse.Namespace) -> int:
+    from deploy.dlq import DlqError
+    from deploy.dlq_purge import DlqPurge
+    from deploy.dlq_purge_kafka import KafkaPurgeBroker
+    from events.kafka import KafkaSettings
+
+    user = args.user.strip()
+    if not user:
+        print("taskflow: --user must name a user", file=sys.stderr)
+        return 2
+    settings = KafkaSettings()
+    broker = KafkaPurgeBroker(settings)
+    purge = DlqPurge(broker, settings.topics.dlq)
+    try:
+        report = purge.run(user) if args.yes else purge.preview(user)
+    except DlqError as exc:
+        print(
+            f"taskflow: {exc} (run the purge again: it resumes where it stopped)", file=sys.stderr
+        )
+        return 1
+    finally:
+        broker.close()
+    for line in report.lines():
+        print(line)
+    return 0
+
+
 def _user_export(args: argparse.Namespace) -> int:
     from deploy.local import dev_token
     from deploy.user_export import gather, peers, summary, write
@@ -238,7 +265,7 @@ def _user_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def _operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    dlq = sub.add_parser("dlq", help="list and replay dead letters (taskflow.dlq)")
+    dlq = sub.add_parser("dlq", help="list, replay and purge dead letters (taskflow.dlq)")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
     listing = dlq_sub.add_parser("list", help="one line per dead letter: id, when, origin")
     listing.add_argument("--topic", help="only dead letters from this origin topic")
@@ -251,6 +278,14 @@ def _operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     replay.add_argument("--all", action="store_true", help="every dead letter (see --topic)")
     replay.add_argument("--topic", help="with --all: only those from this origin topic")
     replay.set_defaults(func=_dlq_replay)
+    purge = dlq_sub.add_parser(
+        "purge",
+        help="delete a user's dead letters (right to erasure; without --yes: a dry run)",
+        description="Rewrites the DLQ topic. See docs/privacy.md and docs/operations.md.",
+    )
+    purge.add_argument("--user", required=True, help="the user whose dead letters go")
+    purge.add_argument("--yes", action="store_true", help="purge (without it: only count)")
+    purge.set_defaults(func=_dlq_purge)
 
     snapshots = sub.add_parser("snapshots", help="task snapshots")
     snapshots_sub = snapshots.add_subparsers(dest="snapshots_command", required=True)

@@ -66,6 +66,15 @@ class DeadLetter:
         user = doc.get("userid") if isinstance(doc, dict) else None
         return user if isinstance(user, str) else None
 
+    def headers_of(self, name: str) -> str:
+        """The last value of header `name` as text ("" if absent)."""
+        values = [v for k, v in self.headers if k == name]
+        return values[-1].decode("utf-8", "replace") if values else ""
+
+    def moved_by(self, run: str) -> bool:
+        """Whether purge run `run` wrote this copy (`deploy.dlq_purge`)."""
+        return self.headers_of(dlq.PURGE_RUN) == run
+
     def original_headers(self) -> list[tuple[str, bytes]]:
         """The headers the message had before it was dead-lettered."""
         return [(k, v) for k, v in self.headers if not k.startswith("dlq.")]
@@ -221,7 +230,7 @@ class KafkaDeadLetterStore:
     def read(self) -> list[DeadLetter]:
         consumer = Consumer(self._settings.consumer(TOOL_GROUP, **{"enable.partition.eof": False}))
         try:
-            return [from_message(m) for m in _read_all(consumer, self.topic, self._deadline_s)]
+            return [from_message(m) for m in read_all(consumer, self.topic, self._deadline_s)]
         finally:
             consumer.close()
 
@@ -245,7 +254,7 @@ class KafkaDeadLetterStore:
         ]
 
 
-def _read_all(consumer: Consumer, topic: str, deadline_s: float) -> list[Message]:
+def read_all(consumer: Consumer, topic: str, deadline_s: float) -> list[Message]:
     """Every message from the start of each partition to its end.
 
     Tansu reports a high watermark that can stop short of the real end (tech-notes.md),

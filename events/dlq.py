@@ -14,6 +14,12 @@ SOURCE_OFFSET = "dlq.source.offset"
 CONSUMER = "dlq.consumer"
 ERROR = "dlq.error"
 DLQ_HEADERS = (SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET, CONSUMER, ERROR)
+# Set by `taskflow dlq purge` (deploy/dlq_purge.py) on the dead letters it moves: the run
+# that moved it and its place (`partition:offset`) before the move. Like every `dlq.*`
+# header, a replay drops them.
+PURGE_RUN = "dlq.purge.run"
+PURGE_FROM = "dlq.purge.from"
+PURGE_MARKER = "dlq.purge.marker"
 
 
 def dlq_headers(
