@@ -22,6 +22,7 @@ from task_api.metrics import TaskMetrics
 from task_api.relay import RELAY_PRODUCER, OutboxRelay
 from task_api.services import EventSink
 from task_api.settings import Config
+from webapi.http_connection import InlineHttpConnection
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "taskflow-task-service"
@@ -54,6 +55,8 @@ def create_app(
         notify_relays=not settings.run_relay,
     )
     app.extensions["task_api"] = context
+    # Small JSON requests: one task each instead of Quart's three (webapi.http_connection).
+    app.asgi_http_class = InlineHttpConnection
     app.register_blueprint(tasks)
     app.register_blueprint(users)  # erasure and export (issue 16)
     # The second front door (issue 15): MCP at /mcp, same use cases, context and limits.
