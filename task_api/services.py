@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -104,11 +104,15 @@ def _stored(name: str, value: Any) -> Any:
 
 def _check_consistency(task: Task) -> None:
     """Rules across fields, checked on the merged state of a create or patch."""
-    if task.due_at is None:
-        for index, reminder in enumerate(task.reminders or ()):
-            if "before" in reminder:
+    _check_rules(task.due_at, ("before" in r for r in task.reminders or ()), task.recurrence)
+
+
+def _check_rules(due_at: datetime | None, befores: Iterable[bool], recurrence: str | None) -> None:
+    if due_at is None:
+        for index, before in enumerate(befores):
+            if before:
                 raise InvalidTask(f"reminders.{index}.before", "a 'before' reminder needs due_at")
-        if task.recurrence:
+        if recurrence:
             raise InvalidTask("recurrence", "a recurring task needs due_at")
 
 
@@ -154,25 +158,26 @@ async def create_task(
     conn: BaseDBAsyncClient, sink: EventSink, user_id: str, data: CreateTask, now: datetime
 ) -> TaskState:
     """Create the task; returns its state (the event's payload, reused for the reply)."""
-    task = Task(
+    _check_rules(data.due_at, (r.before is not None for r in data.reminders), data.recurrence)
+    # The event is the new row: no ORM object is needed to insert it.
+    created = TaskCreated(
         id=uuid7(),
         user_id=user_id,
         title=data.title,
         description=data.description,
-        due_at=data.due_at,
+        # In UTC, as the task row (and so every later event) holds it.
+        due_at=data.due_at.astimezone(UTC) if data.due_at is not None else None,
         timezone=data.timezone,
         priority=data.priority,
-        tags=list(data.tags),
-        reminders=_reminders_json(data.reminders),
+        tags=data.tags,
+        reminders=data.reminders,
         recurrence=data.recurrence,
         status="open",
         created_at=now,
         updated_at=now,
         version=1,
     )
-    _check_consistency(task)
-    created = TaskCreated(**state_of(task))
-    await insert_task_with_event(conn, task, sink.topics.tasks, sink.envelope(created))
+    await insert_task_with_event(conn, created, sink.topics.tasks, sink.envelope(created))
     return created
 
 
