@@ -8,11 +8,7 @@ from datetime import datetime
 
 import orjson
 from quart import Blueprint, Response, g, request
-from quart_schema import (
-    document_response,
-    validate_querystring,
-    validate_request,
-)
+from quart_schema import document_response, validate_querystring
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
@@ -27,6 +23,7 @@ from task_api.http.schemas import SnoozeRequest, TaskCreate, TaskListQuery, Task
 from task_api.http.views import TaskOut, TaskPage
 from webapi.auth import Principal, bearer_principal
 from webapi.openapi import document_status
+from webapi.validation import validate_json
 
 tasks = Blueprint("tasks", __name__, url_prefix="/api/v1/tasks")
 
@@ -95,7 +92,7 @@ async def write(handler: Handler, *, one_statement: bool = False) -> Response:
 
 
 @tasks.post("")
-@validate_request(TaskCreate)
+@validate_json(TaskCreate)
 @document_response(TaskOut, 201)
 async def create_task(data: TaskCreate) -> Response:
     ctx, user_id, command = task_context(), principal().user_id, data.to_command()
@@ -127,7 +124,7 @@ async def get_task(task_id: uuid.UUID) -> Response:
 
 
 @tasks.patch("/<uuid:task_id>")
-@validate_request(TaskPatch)
+@validate_json(TaskPatch)
 @document_response(TaskOut)
 async def update_task(task_id: uuid.UUID, data: TaskPatch) -> Response:
     ctx, user_id = task_context(), principal().user_id
@@ -163,7 +160,7 @@ async def reopen_task(task_id: uuid.UUID) -> Response:
 
 
 @tasks.post("/<uuid:task_id>/snooze")
-@validate_request(SnoozeRequest)
+@validate_json(SnoozeRequest)
 @document_response(TaskOut)
 async def snooze_task(task_id: uuid.UUID, data: SnoozeRequest) -> Response:
     ctx, user_id, version = task_context(), principal().user_id, if_match()
