@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -192,10 +193,7 @@ class OutboxRelay:
                 if not isinstance(result, BaseException)
             ]
             await relay_store.mark_published(conn, [row.id for row in delivered], delivered_at)
-        for row in delivered:
-            self._metrics.messaging.event_produced(row.topic, row.event_type)
-            lag = (delivered_at - row.created_at).total_seconds()
-            self._metrics.outbox.published(row.event_type, lag)
+        self._count_published(delivered, delivered_at)
         failed = len(rows) - len(delivered)
         if failed and not delivered:
             # Nothing got through: start the next attempt on a fresh client. An idempotent
@@ -210,6 +208,17 @@ class OutboxRelay:
                     self._metrics.messaging.produce_errors.labels(row.topic).inc()
             raise RelayError(f"{failed} of {len(rows)} events not delivered: {'; '.join(errors)}")
         return len(rows)
+
+    def _count_published(self, rows: list[relay_store.PendingEvent], at: datetime) -> None:
+        """The produced/published counters once per topic and type, the lag per event (a
+        batch is tens of rows of one or two types under load)."""
+        kinds = Counter((row.topic, row.event_type) for row in rows)
+        for (topic, event_type), count in kinds.items():
+            self._metrics.messaging.produced.labels(topic, event_type).inc(count)
+            self._metrics.outbox.published_events.labels(event_type).inc(count)
+        lag = self._metrics.outbox.publish_lag
+        for row in rows:
+            lag.observe(max((at - row.created_at).total_seconds(), 0.0))
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
