@@ -55,6 +55,11 @@ class ReminderSettings(SecretFilesMixin, BaseSettings):
     # The source polls at most this often (while not catching up), so task events reach
     # the timers in a few larger batches rather than many tiny ones; see `timer_tick`.
     source_poll_interval: timedelta = timedelta(milliseconds=50)
+    # Once no task event has come for a second the source waits in librdkafka up to this
+    # long instead of letting Bytewax wake every millisecond (pipelines/paced_source.py).
+    # Timers wait for it too: it adds at most this much to a reminder's lateness while
+    # the flow is quiet. 0 turns it off.
+    source_idle_wait: timedelta = timedelta(milliseconds=50)
     # After a restart from recovery the source stays silent this long, so the saved timer
     # and digest state is loaded before new task events touch it (PacedKafkaSource). Must
     # exceed two snapshot intervals (the flow runs with `-s 1`).

@@ -62,6 +62,7 @@ def flow_from_settings(
         tail=audit.flow_tail,
         add_config=config,
         batch_size=audit.flow_batch_size,
+        idle_wait=audit.flow_idle_wait,
     )
 
     keyring = audit.keyring()  # one per process: workers share its unwrapped-key cache

@@ -219,6 +219,7 @@ def flow_from_env(settings: ReminderSettings | None = None) -> Dataflow:
         batch_size=settings.source_batch_size,
         raise_on_errors=False,
         resume_hold=settings.resume_hold,
+        idle_wait=settings.source_idle_wait,
     )
     metrics = MessagingMetrics(REGISTRY)  # the flow process's registry (runtime.flow)
 

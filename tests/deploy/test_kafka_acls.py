@@ -103,6 +103,8 @@ def _partition_config(source: Any, step_id: str, topic: str) -> dict[str, Any]:
     seen: list[dict[str, Any]] = []
 
     class Recorder:
+        _consumer: Any = None  # PacedKafkaSource wraps the partition's consumer
+
         def __init__(self, _step: str, config: dict[str, Any], *_: Any, **__: Any) -> None:
             seen.append(config)
 

@@ -1,0 +1,110 @@
+"""The paced source's quiet mode with hand-written fakes: a quiet source waits in
+librdkafka (returning on the first message), a busy one never blocks."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from pipelines.paced_source import IdleGate, WaitingConsumer, _PacedPartition
+
+
+class FakeConsumer:
+    """Records how it was asked; hands out queued messages."""
+
+    def __init__(self, queued: list[str] | None = None) -> None:
+        self.queued = list(queued or [])
+        self.calls: list[tuple[str, float]] = []
+
+    def poll(self, timeout: float) -> str | None:
+        self.calls.append(("poll", timeout))
+        return self.queued.pop(0) if self.queued else None
+
+    def consume(self, num_messages: int, timeout: float) -> list[str]:
+        self.calls.append(("consume", timeout))
+        taken, self.queued = self.queued[:num_messages], self.queued[num_messages:]
+        return taken
+
+    def close(self) -> None:
+        self.calls.append(("close", 0))
+
+
+class FakePartition:
+    """Like Bytewax's `_KafkaSourcePartition`: its `next_batch` asks `_consumer.consume`
+    with a 1 ms timeout."""
+
+    def __init__(self, consumer: FakeConsumer) -> None:
+        self._consumer: Any = consumer
+
+    def next_batch(self) -> list[Any]:
+        return list(self._consumer.consume(1000, 0.001))
+
+    def snapshot(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def _part(consumer: FakeConsumer, gate: IdleGate) -> _PacedPartition:
+    return _PacedPartition(FakePartition(consumer), timedelta(milliseconds=50), 1000, gate=gate)  # type: ignore[arg-type]
+
+
+def _quiet_gate(wait_ms: int = 100) -> IdleGate:
+    gate = IdleGate(timedelta(milliseconds=wait_ms), after=timedelta(seconds=1))
+    gate.last_data -= 10  # quiet for ten seconds
+    return gate
+
+
+def test_a_quiet_partition_waits_in_librdkafka_for_its_share_and_is_asked_again_at_once() -> None:
+    gate = _quiet_gate(100)
+    first, second = FakeConsumer(), FakeConsumer()
+    part, _other = _part(first, gate), _part(second, gate)
+
+    assert part.next_batch() == []
+    # Two partitions share the 100 ms: each blocks 50 ms, in poll (which ends on a message).
+    assert first.calls == [("poll", 0.05)]
+    assert part.next_awake() is None
+
+
+def test_a_message_ends_the_wait_and_the_rest_of_the_queue_comes_without_waiting() -> None:
+    gate = _quiet_gate()
+    consumer = FakeConsumer(["a", "b", "c"])
+    part = _part(consumer, gate)
+
+    assert part.next_batch() == ["a", "b", "c"]
+    assert consumer.calls == [("poll", 0.1), ("consume", 0)]
+    # Data came: the source is busy again, and paced (no blocking) on the next round.
+    assert gate.block_seconds() == 0.0
+    assert part.next_awake() is not None
+    consumer.queued = ["d"]
+    assert part.next_batch() == ["d"]
+    assert consumer.calls[-1] == ("consume", 0.001)
+
+
+def test_a_busy_source_never_blocks() -> None:
+    gate = IdleGate(timedelta(milliseconds=100), after=timedelta(seconds=60))
+    consumer = FakeConsumer()
+    part = _part(consumer, gate)
+
+    assert part.next_batch() == []
+    assert consumer.calls == [("consume", 0.001)]
+    assert part.next_awake() is not None  # paced, not spinning
+
+
+def test_no_wait_configured_leaves_the_consumer_as_it_is() -> None:
+    assert _quiet_gate(0).block_seconds() == 0.0
+    consumer = FakeConsumer(["x"])
+    waiting = WaitingConsumer(consumer)
+    assert waiting.consume(10, 0.001) == ["x"]
+    assert consumer.calls == [("consume", 0.001)]
+
+
+def test_closing_a_partition_leaves_the_others_a_larger_share() -> None:
+    gate = _quiet_gate(100)
+    consumer = FakeConsumer()
+    part, other = _part(consumer, gate), _part(FakeConsumer(), gate)
+    other.close()
+    assert gate.partitions == 1
+    part.next_batch()
+    assert consumer.calls == [("poll", 0.1)]
