@@ -37,7 +37,9 @@ class AsyncProducer:
     def _poll_loop(self) -> None:
         while self._running:
             try:
-                self._producer.poll(0.05)
+                # poll returns as soon as it has served a delivery report: the timeout only
+                # sets how often an idle thread wakes, and how long close() waits for it.
+                self._producer.poll(0.2)
             except KafkaException as exc:
                 # A fatal error (e.g. the broker forgot our producer id) ends this producer:
                 # no delivery report will ever come for what is queued, so fail it all now.

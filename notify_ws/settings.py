@@ -44,7 +44,12 @@ class NotifySettings(SecretFilesMixin, BaseSettings):
     # Group timings; None keeps KafkaSettings' Tansu-safe defaults (tests go lower).
     worker_session_timeout_ms: int | None = None
     worker_batch_size: int = 500
-    worker_poll_timeout: timedelta = timedelta(milliseconds=100)
+    # A poll returns on the first message; this only sets how often an idle loop goes round.
+    worker_poll_timeout: timedelta = timedelta(milliseconds=250)
+    # The worker's Kafka wait on Tansu, which answers a fetch only when it runs out: the
+    # worker is on the user's path (POST → frame), so it is short; each fetch costs the
+    # broker ~0.5 ms of CPU. (On the `kafka` profile the wait is long and free.)
+    worker_fetch_wait_ms: int = 20
     outbox_sweep_interval: timedelta = timedelta(seconds=2)
     outbox_grace: timedelta = timedelta(seconds=5)
 

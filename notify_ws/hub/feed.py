@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, TopicPartition
 from opentelemetry import trace
 from opentelemetry.context import Context
 
+from events.consuming import poll_batch
 from events.kafka import KafkaSettings
 from notify_ws.hub.hub import Hub, Note
 from notify_ws.metrics import Metrics
@@ -26,15 +27,6 @@ from runtime.heartbeat import beat
 
 log = logging.getLogger(__name__)
 CREATED = b"notification.created"
-
-
-def fetch(consumer: Any, most: int, timeout: float) -> list[Any]:
-    """Wait up to `timeout` for the first message, then take what is already there:
-    `consume(n, t)` alone would hold a lone message until `t` ran out."""
-    first = consumer.poll(timeout)
-    if first is None:
-        return []
-    return [first, *consumer.consume(most - 1, 0)]
 
 
 class Feed:
@@ -72,7 +64,7 @@ class Feed:
         try:
             while not stop.is_set():
                 beat()  # liveness: once a round, at least once per poll timeout
-                msgs = await asyncio.to_thread(fetch, consumer, 1000, poll)
+                msgs = await asyncio.to_thread(poll_batch, consumer, 1000, poll)
                 for msg in msgs:
                     if msg.error() is None:
                         self._forward(msg)

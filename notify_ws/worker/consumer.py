@@ -13,12 +13,12 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from events.codec import decode
+from events.consuming import poll_batch
 from events.dlq import dead_letter
 from events.errors import DecodeError
 from events.kafka import KafkaSettings
 from events.producer import AsyncProducer
 from notify_ws.db.notifications import Notification
-from notify_ws.hub.feed import fetch
 from notify_ws.metrics import Metrics
 from notify_ws.settings import NotifySettings
 from notify_ws.worker.outbox import Publisher
@@ -54,7 +54,9 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         topics = self._kafka.topics
-        overrides: dict[str, Any] = {}
+        overrides: dict[str, Any] = {
+            "fetch.wait.max.ms": self._kafka.fetch_wait_ms(self._s.worker_fetch_wait_ms)
+        }
         if self._s.worker_session_timeout_ms is not None:
             overrides["session.timeout.ms"] = self._s.worker_session_timeout_ms
             overrides["heartbeat.interval.ms"] = max(100, self._s.worker_session_timeout_ms // 6)
@@ -69,13 +71,11 @@ class Worker:
         self._consumer = consumer
         self.ready.set()
         next_lag = 0.0
+        batch, timeout = self._s.worker_batch_size, self._s.worker_poll_timeout.total_seconds()
         try:
             while not stop.is_set():
                 beat()  # liveness: once a round, at least once per poll timeout
-                msgs = await asyncio.to_thread(
-                    fetch, consumer, self._s.worker_batch_size,
-                    self._s.worker_poll_timeout.total_seconds(),
-                )  # fmt: skip
+                msgs = await asyncio.to_thread(poll_batch, consumer, batch, timeout)
                 if msgs:
                     await self._handle(consumer, msgs, stop)
                 if time.monotonic() >= next_lag:
