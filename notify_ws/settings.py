@@ -50,6 +50,10 @@ class NotifySettings(SecretFilesMixin, BaseSettings):
     # worker is on the user's path (POST → frame), so it is short; each fetch costs the
     # broker ~0.5 ms of CPU. (On the `kafka` profile the wait is long and free.)
     worker_fetch_wait_ms: int = 20
+    # Offsets are committed at most this often (and whenever the worker goes idle): each
+    # commit is a broker round trip; a crash re-reads at most this much, which the per-event
+    # dedupe absorbs (notify_ws/worker/offsets.py).
+    worker_commit_interval: timedelta = timedelta(milliseconds=200)
     outbox_sweep_interval: timedelta = timedelta(seconds=2)
     outbox_grace: timedelta = timedelta(seconds=5)
 

@@ -21,6 +21,7 @@ from events.producer import AsyncProducer
 from notify_ws.db.notifications import Notification
 from notify_ws.metrics import Metrics
 from notify_ws.settings import NotifySettings
+from notify_ws.worker.offsets import PendingOffsets
 from notify_ws.worker.outbox import Publisher
 from notify_ws.worker.processor import TRANSIENT, Item, Processor
 from observability.messaging import consumer_span, event_attributes
@@ -45,6 +46,7 @@ class Worker:
         self._processor, self._publisher, self._producer = processor, publisher, producer
         self._metrics, self._on_created = metrics, on_created
         self._consumer: Any = None
+        self._pending = PendingOffsets(settings.worker_commit_interval)
         self.ready = asyncio.Event()
         # Set once the group has given this worker its partitions (the readiness check).
         self.assigned = asyncio.Event()
@@ -67,7 +69,14 @@ class Worker:
             # librdkafka calls this in the poll thread.
             loop.call_soon_threadsafe(self.assigned.set)
 
-        consumer.subscribe([topics.tasks, topics.reminders], on_assign=on_assign)
+        def on_revoke(revoked_from: Any, partitions: list[TopicPartition]) -> None:
+            # In the poll thread, while the loop waits for that poll: no batch is running.
+            # What was processed on the partitions leaving is committed before they go.
+            self._commit_now(revoked_from, self._pending.take(partitions))
+
+        consumer.subscribe(
+            [topics.tasks, topics.reminders], on_assign=on_assign, on_revoke=on_revoke
+        )
         self._consumer = consumer
         self.ready.set()
         next_lag = 0.0
@@ -78,11 +87,15 @@ class Worker:
                 msgs = await asyncio.to_thread(poll_batch, consumer, batch, timeout)
                 if msgs:
                     await self._handle(consumer, msgs, stop)
+                if self._pending.due() or (self._pending and not msgs):
+                    await self._commit(consumer, self._pending.take())
                 if time.monotonic() >= next_lag:
                     next_lag = time.monotonic() + self._s.lag_interval.total_seconds()
                     await asyncio.to_thread(self._record_lag, consumer)
         finally:
             self._consumer = None
+            if self._pending:
+                await self._commit(consumer, self._pending.take())
             await asyncio.to_thread(consumer.close)
 
     async def _handle(self, consumer: Any, msgs: Sequence[Message], stop: asyncio.Event) -> None:
@@ -142,7 +155,9 @@ class Worker:
                 # notification alone would wake it for two empty transactions.
                 self._on_created()
             await self._publisher.created(result.created)
-            await self._commit(consumer, offsets)
+            self._pending.add(offsets)
+            if self._pending.due():
+                await self._commit(consumer, self._pending.take())
 
     async def _dead_letters(self, bad: Sequence[tuple[Message, str]]) -> None:
         if not bad:
@@ -158,10 +173,15 @@ class Worker:
             reason = "decode" if why.startswith("DecodeError") else "processing"
             self._metrics.messaging.dead_letter(msg.topic() or "", reason)
 
-    async def _commit(self, consumer: Any, offsets: dict[tuple[str, int], int]) -> None:
-        parts = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+    async def _commit(self, consumer: Any, offsets: list[TopicPartition]) -> None:
+        await asyncio.to_thread(self._commit_now, consumer, offsets)
+
+    @staticmethod
+    def _commit_now(consumer: Any, offsets: list[TopicPartition]) -> None:
+        if not offsets:
+            return
         try:
-            await asyncio.to_thread(consumer.commit, offsets=parts, asynchronous=False)
+            consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             # Lost the partitions in a rebalance: the new owner re-reads, dedupe absorbs it.
             log.warning("offset commit failed: %s", exc)

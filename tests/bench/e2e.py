@@ -314,7 +314,7 @@ def targets(
         else:
             verdict[name] = "met" if (value <= limit if at_most else value >= limit) else "not met"
 
-    judge("idle_le_0.05_core", system_cores(idle), 0.05)
+    judge("idle_le_0.05_core", system_cores(idle) if idle else None, 0.05)
     at_50 = next((s for s in steps if s["rate"] == 50), None)
     get = (lambda *keys: _dig(at_50, keys)) if at_50 else (lambda *keys: None)
     judge("at_50_system_le_0.6_core", system_cores(at_50["cpu_util"]) if at_50 else None, 0.6)
@@ -359,12 +359,14 @@ async def run(args: argparse.Namespace, system: System) -> dict[str, Any]:
                         reminder_plan(args), args.reminder_lead, args.complete_share)  # fmt: skip
             bench = Run(system, observer, load, admin_url, args)
             rates = [float(r) for r in args.sweep.split(",")] if args.sweep else [args.rate]
-            progress(f"idle for {args.idle:g}s (CPU the system uses with no load)")
-            observer.poll_heads(False)
-            idle_before = cpu_seconds(system, bench.client_pids)
-            await asyncio.sleep(args.idle)
-            idle = cpu_util(idle_before, cpu_seconds(system, bench.client_pids), args.idle)
-            observer.poll_heads(True)
+            idle: dict[str, float] = {}
+            if args.idle > 0:  # --idle 0: no idle measurement ("not measured")
+                progress(f"idle for {args.idle:g}s (CPU the system uses with no load)")
+                observer.poll_heads(False)
+                idle_before = cpu_seconds(system, bench.client_pids)
+                await asyncio.sleep(args.idle)
+                idle = cpu_util(idle_before, cpu_seconds(system, bench.client_pids), args.idle)
+                observer.poll_heads(True)
             if args.warmup > 0:
                 await bench.generate(rates[0], args.warmup, "warm-up")
                 progress("warm-up done")
@@ -384,7 +386,7 @@ async def run(args: argparse.Namespace, system: System) -> dict[str, Any]:
         sustained = step["rate"]
     return {
         "idle_cpu_util": idle,
-        "idle_system_cores": system_cores(idle),
+        "idle_system_cores": system_cores(idle) if idle else None,
         "steps": steps,
         "max_sustained_rate": sustained,
         "targets": targets(idle, steps, sustained, bool(args.sweep)),
