@@ -3,12 +3,56 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any, cast
 
+import asyncpg
+import wrapt
+from opentelemetry import trace
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
-from observability.tracing import _stable_semconv, provider_for
+from observability.tracing import _stable_semconv, provider_for, skip_unsampled_children
 
 _lock = threading.Lock()
+
+_PATCHED_CLASSES = (
+    asyncpg.connection.Connection,
+    asyncpg.cursor.Cursor,
+    asyncpg.cursor.CursorIterator,
+    asyncpg.prepared_stmt.PreparedStatement,
+)
+
+Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
+
+
+def _only_when_sampled(traced: Wrapper) -> Wrapper:
+    """Call the statement bare when its span would be dropped anyway (see
+    `skip_unsampled_children`): the instrumentation's attribute parsing, span and context
+    switch cost ~2 % of a create at 1-in-10 sampling."""
+
+    def wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if (
+            skip_unsampled_children()
+            and not trace.get_current_span().get_span_context().trace_flags.sampled
+        ):
+            return wrapped(*args, **kwargs)
+        return traced(wrapped, instance, args, kwargs)
+
+    return wrapper
+
+
+def _guard_patches(instrumentor: AsyncPGInstrumentor) -> None:
+    """Put the sampled check in front of each wrapper the instrumentor installed."""
+    for owner in _PATCHED_CLASSES:
+        for name, patched in list(vars(owner).items()):
+            if not isinstance(patched, wrapt.FunctionWrapper):
+                continue
+            traced = cast(Wrapper, patched._self_wrapper)
+            if getattr(traced, "__self__", None) is instrumentor:
+                guarded = wrapt.FunctionWrapper(patched.__wrapped__, _only_when_sampled(traced))
+                setattr(owner, name, guarded)
 
 
 def instrument_asyncpg(service_name: str | None = None) -> None:
@@ -26,3 +70,4 @@ def instrument_asyncpg(service_name: str | None = None) -> None:
             instrumentor.instrument()
         else:
             instrumentor.instrument(tracer_provider=provider_for(service_name))
+        _guard_patches(instrumentor)

@@ -12,10 +12,11 @@ from contextlib import contextmanager
 from typing import TypeAlias
 
 from opentelemetry import trace
-from opentelemetry.context import Context
+from opentelemetry.context import Context, attach, detach
 from opentelemetry.trace import Link, Span, SpanKind
 
 from observability.propagation import HeadersLike, extract_context, inject_headers
+from observability.tracing import skip_unsampled_children
 
 # Our own alias, not `opentelemetry.util.types.AttributeValue`: opentelemetry-api 1.45.0
 # declares it by chained assignment, which mypy does not take as a type ("not valid as a
@@ -28,6 +29,30 @@ _TRACER_NAME = "taskflow.messaging"
 # A proxy until the process sets its provider, then bound to it once: looking the tracer
 # up per message cost ~6% of the notification worker's CPU.
 _default_tracer = trace.get_tracer(_TRACER_NAME)
+
+
+def _unsampled_parent(context: Context | None) -> Span | None:
+    """The parent span when it is valid but not sampled and the shipped sampler would drop
+    any child of it (`skip_unsampled_children`); None when a span must be started."""
+    if not skip_unsampled_children():
+        return None
+    parent = trace.get_current_span(context)
+    ctx = parent.get_span_context()
+    return parent if ctx.is_valid and not ctx.trace_flags.sampled else None
+
+
+@contextmanager
+def _as_current(context: Context | None, span: Span) -> Iterator[Span]:
+    """Keep an unsampled parent current instead of starting a span that would be dropped:
+    whatever the block starts or injects carries its 'not sampled' flag on."""
+    if context is None:
+        yield span
+        return
+    token = attach(context)
+    try:
+        yield span
+    finally:
+        detach(token)
 
 
 def event_attributes(
@@ -88,6 +113,13 @@ def producer_span(
     `context` is the parent: pass `context_from_traceparent(row.traceparent)` in an outbox
     relay so the publish continues the trace of the request that wrote the row.
     """
+    unsampled = _unsampled_parent(context)
+    if unsampled is not None:
+        if headers is not None:
+            inject_headers(headers, context)
+        with _as_current(context, unsampled):
+            yield unsampled
+        return
     attrs = _kafka_attributes("send", "send", topic, key)
     attrs.update(
         event_attributes(event_id=event_id, event_type=event_type, source=source, subject=subject)
@@ -123,6 +155,11 @@ def consumer_span(
     Use `links` instead of a parent when one span handles many events (a digest).
     """
     parent = context if context is not None else extract_context(headers)
+    unsampled = _unsampled_parent(parent)
+    if unsampled is not None:
+        with _as_current(parent, unsampled):
+            yield unsampled
+        return
     attrs = _kafka_attributes("process", "process", topic, key)
     if partition is not None:
         attrs["messaging.destination.partition.id"] = str(partition)
@@ -158,6 +195,10 @@ def websocket_send_span(
     Open it inside the `consumer_span` of the notification it forwards, so the frame
     belongs to the trace of the event that caused the notification.
     """
+    unsampled = _unsampled_parent(None)
+    if unsampled is not None:
+        yield unsampled
+        return
     attrs: dict[str, AttributeValue] = {"network.protocol.name": "websocket"}
     if user_id is not None:
         attrs["enduser.id"] = user_id

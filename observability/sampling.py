@@ -60,10 +60,14 @@ UNTRACED_STATEMENTS = frozenset({"BEGIN", "BEGIN;", "COMMIT", "COMMIT;"})
 
 
 class StatementFilter(Sampler):
-    """Drop BEGIN/COMMIT client spans, then defer to `delegate` (cost: see the bench)."""
+    """Drop BEGIN/COMMIT client spans, then defer to `delegate` (cost: see the bench).
 
-    def __init__(self, delegate: Sampler) -> None:
+    `follows_parent` is set by `sampler_from_env` for the shipped composition only.
+    """
+
+    def __init__(self, delegate: Sampler, *, follows_parent: bool = False) -> None:
         self._delegate = delegate
+        self.follows_parent = follows_parent
 
     def should_sample(
         self,
@@ -102,4 +106,14 @@ def sampler_from_env() -> Sampler:
     except ValueError:
         log.warning("OTEL_TRACES_SAMPLER_ARG=%r is not a number; using %s", raw, DEFAULT_RATIO)
         ratio = DEFAULT_RATIO
-    return StatementFilter(ParentBased(root=RootFilter(TraceIdRatioBased(ratio))))
+    return StatementFilter(
+        ParentBased(root=RootFilter(TraceIdRatioBased(ratio))), follows_parent=True
+    )
+
+
+def follows_parent(sampler: Sampler) -> bool:
+    """True for the shipped sampler: a span whose parent is not sampled is never sampled,
+    nor is a client span without a parent. Instrumentation may then skip building such a
+    span (it would be dropped anyway) and the sampled traces stay whole. False for any
+    sampler OTEL_TRACES_SAMPLER names: those decide for themselves."""
+    return isinstance(sampler, StatementFilter) and sampler.follows_parent

@@ -20,13 +20,14 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 
-from observability.sampling import sampler_from_env
+from observability.sampling import follows_parent, sampler_from_env
 
 _lock = threading.Lock()
 _pipeline = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
 _providers: dict[str, TracerProvider] = {}
 _attached: set[int] = set()
 _env_exporter_done = False
+_skip_unsampled = False  # see skip_unsampled_children()
 
 
 def _stable_semconv() -> None:
@@ -87,7 +88,7 @@ def setup_tracing(service_name: str, *, exporter: SpanExporter | None = None) ->
     `exporter` passed here (tests: `InMemorySpanExporter`) is attached once, behind a
     simple processor, so spans are visible the moment they end.
     """
-    global _env_exporter_done
+    global _env_exporter_done, _skip_unsampled
     _stable_semconv()
     with _lock:
         provider = _providers.get(service_name)
@@ -100,6 +101,7 @@ def setup_tracing(service_name: str, *, exporter: SpanExporter | None = None) ->
                 shutdown_on_exit=first,
             )
             _providers[service_name] = provider
+            _skip_unsampled = all(follows_parent(p.sampler) for p in _providers.values())
             if first:
                 trace.set_tracer_provider(provider)
         if not _env_exporter_done:
@@ -123,6 +125,14 @@ def get_tracer(name: str, service_name: str | None = None) -> trace.Tracer:
     if service_name is None:
         return trace.get_tracer(name)
     return provider_for(service_name).get_tracer(name)
+
+
+def skip_unsampled_children() -> bool:
+    """Whether a span under an unsampled parent (or a client span with no parent) may be
+    skipped: true when every provider runs the shipped parent-based sampler, which would
+    drop it anyway. The parent's context stays current, so the next process still sees the
+    'not sampled' flag and a sampled trace is never cut."""
+    return _skip_unsampled
 
 
 def force_flush(timeout_millis: int = 5000) -> bool:

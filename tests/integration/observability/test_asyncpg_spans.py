@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind
 
 from observability.db import instrument_asyncpg
 
@@ -39,3 +39,25 @@ async def test_queries_become_client_spans(
         assert "do-not-record" not in str(attrs)  # parameters are not captured
     insert = next(s for s in db_spans if "INSERT" in s.name)
     assert "INSERT INTO t" in str(dict(insert.attributes or {}).get("db.query.text", ""))
+
+
+async def test_no_client_span_under_an_unsampled_parent(
+    spans: InMemorySpanExporter, create_database: Callable[[str], Awaitable[str]]
+) -> None:
+    url = await create_database("obs_unsampled")
+    instrument_asyncpg()
+    unsampled = NonRecordingSpan(
+        SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, is_remote=True)
+    )
+    conn = await asyncpg.connect(url)
+    try:
+        with trace.use_span(unsampled):
+            assert await conn.fetchval("SELECT $1::int", 1) == 1
+            statement = await conn.prepare("SELECT 2")
+            assert await statement.fetchval() == 2
+        with trace.get_tracer("t").start_as_current_span("request"):
+            assert await conn.fetchval("SELECT 3") == 3
+    finally:
+        await conn.close()
+    (client,) = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CLIENT]
+    assert client.name == "SELECT" and client.parent is not None

@@ -88,3 +88,28 @@ def test_websocket_send_is_a_child_of_the_notification_it_forwards(
     assert send.attributes is not None
     assert send.attributes["taskflow.notification.seq"] == 4
     assert send.attributes["network.protocol.name"] == "websocket"
+
+
+UNSAMPLED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+
+
+def test_an_unsampled_trace_stays_unsampled_through_every_hop(
+    spans: InMemorySpanExporter,
+) -> None:
+    headers: list[tuple[str, bytes]] = []
+    with producer_span(
+        "taskflow.tasks", headers=headers, context=context_from_traceparent(UNSAMPLED)
+    ):
+        inside_send = current_traceparent()
+    with consumer_span("taskflow.tasks", headers=headers, event_id="ev-1"):
+        # What a consumer passes on (an item's traceparent, a further publish, a frame).
+        forwarded = current_traceparent()
+        further: list[tuple[str, bytes]] = []
+        with producer_span("taskflow.notifications", headers=further), websocket_send_span():
+            pass
+    assert spans.get_finished_spans() == ()
+    # The "not sampled" flag travels on: no hop starts a trace of its own.
+    assert dict(headers)["traceparent"].decode() == UNSAMPLED
+    assert inside_send == forwarded == UNSAMPLED
+    assert dict(further)["traceparent"].decode() == UNSAMPLED
+    assert current_traceparent() is None  # the parent was current only inside the blocks
