@@ -80,6 +80,8 @@ async def test_an_unhandled_error_is_a_500_span_and_metric(spans: InMemorySpanEx
     assert response.status_code == 500
     (span,) = spans.get_finished_spans()
     assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes is not None and span.attributes["error.type"] == "500"
+    assert span.attributes["http.response.status_code"] == 500
     assert (
         _count(
             registry,
@@ -99,6 +101,34 @@ async def test_incoming_traceparent_is_continued(spans: InMemorySpanExporter) ->
     (span,) = spans.get_finished_spans()
     assert span.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
     assert span.parent is not None and span.parent.span_id == 0xB7AD6B7169203331
+
+
+async def test_an_unsampled_request_makes_no_span_but_keeps_its_trace_id(
+    spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = _app(CollectorRegistry()).test_client()
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    with caplog.at_level(logging.INFO, logger="taskflow.access"):
+        response = await client.get("/api/v1/tasks/t-1", headers={"traceparent": parent})
+    assert response.status_code == 200
+    assert spans.get_finished_spans() == ()
+    (record,) = [r for r in caplog.records if r.name == "taskflow.access"]
+    assert record.http_route == "/api/v1/tasks/<task_id>"  # type: ignore[attr-defined]
+
+
+async def test_a_sampled_server_span_has_the_request_attributes(
+    spans: InMemorySpanExporter,
+) -> None:
+    client = _app(CollectorRegistry()).test_client()
+    await client.get("/api/v1/tasks/t-1?x=1", headers={"user-agent": "probe/1"})
+    (span,) = spans.get_finished_spans()
+    attrs = dict(span.attributes or {})
+    assert attrs["http.request.method"] == "GET"
+    assert attrs["url.scheme"] == "http"
+    assert attrs["url.query"] == "x=1"
+    assert attrs["server.address"] == "localhost"
+    assert attrs["user_agent.original"] == "probe/1"
+    assert "error.type" not in attrs and span.status.status_code is StatusCode.UNSET
 
 
 async def test_scrapes_are_not_traced_but_counted(spans: InMemorySpanExporter) -> None:
