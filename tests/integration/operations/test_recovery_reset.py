@@ -16,6 +16,11 @@ from events.kafka import KafkaSettings
 from tests.integration.audit.support import flow_env, init_recovery, start_flow
 
 
+def stores(directory: Path) -> list[str]:
+    """The partition files; a running flow adds SQLite's -wal/-shm beside them."""
+    return sorted(p.name for p in directory.iterdir() if p.suffix == ".sqlite3")
+
+
 def reset(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     code = main(["recovery", "reset", *argv])
     out = capsys.readouterr()
@@ -35,7 +40,7 @@ def test_refused_while_the_flow_runs_then_reset_keeping_the_old_store(
         code, _, err = reset(["audit", "--recovery-dir", str(recovery)], capsys)
         assert code == 1
         assert f"a dataflow (pid {flow.pid}) uses {recovery}" in err
-        assert sorted(p.name for p in recovery.iterdir()) == ["part-0.sqlite3", "part-1.sqlite3"]
+        assert stores(recovery) == ["part-0.sqlite3", "part-1.sqlite3"]
     finally:
         flow.send_signal(signal.SIGINT)
         try:
@@ -48,7 +53,7 @@ def test_refused_while_the_flow_runs_then_reset_keeping_the_old_store(
     assert code == 0, err
     (backup,) = (p for p in recovery.parent.iterdir() if p.name.startswith("audit.before-reset-"))
     assert f"(2 partitions); the old store is in {backup}" in out
-    assert sorted(p.name for p in backup.iterdir()) == ["part-0.sqlite3", "part-1.sqlite3"]
+    assert stores(backup) == ["part-0.sqlite3", "part-1.sqlite3"]
     assert sorted(p.name for p in recovery.iterdir()) == ["part-0.sqlite3", "part-1.sqlite3"]
 
 
