@@ -87,7 +87,8 @@ class Worker:
                 msgs = await asyncio.to_thread(poll_batch, consumer, batch, timeout)
                 if msgs:
                     await self._handle(consumer, msgs, stop)
-                if self._pending.due() or (self._pending and not msgs):
+                if self._pending and not msgs:
+                    # Idle: what a batch left uncommitted (not yet due then) goes now.
                     await self._commit(consumer, self._pending.take())
                 if time.monotonic() >= next_lag:
                     next_lag = time.monotonic() + self._s.lag_interval.total_seconds()
