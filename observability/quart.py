@@ -13,11 +13,12 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import Token
 from time import perf_counter
 from typing import Any, cast
 
 from opentelemetry import propagate, trace
-from opentelemetry.context import attach, detach
+from opentelemetry.context import Context, attach, detach
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
 from opentelemetry.util.http import parse_excluded_urls
@@ -189,34 +190,29 @@ class ServerMiddleware:
             failure = exc
             raise
         finally:
-            route = scope.get(_ROUTE_KEY, UNMATCHED_ROUTE)
-            took = perf_counter() - start
-            self.metrics.observe(method, route, status, took)
-            path = scope.get("path", "")
-            if (
-                self.log_requests
-                and path not in _QUIET_PATHS
-                and access_log.isEnabledFor(logging.INFO)
-            ):
-                access_log.info(
-                    "%s %s %d %.1fms",
-                    method,
-                    path,
-                    status,
-                    took * 1000,
-                    extra={
-                        "http_method": method,
-                        "http_route": route,
-                        "http_status": status,
-                        "duration_ms": round(took * 1000, 3),
-                    },
-                )
-            if span is not None:
-                if span.is_recording():
-                    _end_attributes(span, status, failure)
-                span.end()
-            if token is not None:
-                detach(token)
+            self._observe(scope, method, status, perf_counter() - start)
+            if span is not None and token is not None:
+                _finish(span, token, status, failure)
+
+    def _observe(self, scope: Scope, method: str, status: int, took: float) -> None:
+        """The request's metrics and its access-log line (the span is still current)."""
+        route = scope.get(_ROUTE_KEY, UNMATCHED_ROUTE)
+        self.metrics.observe(method, route, status, took)
+        path = scope.get("path", "")
+        if self.log_requests and path not in _QUIET_PATHS and access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "%s %s %d %.1fms",
+                method,
+                path,
+                status,
+                took * 1000,
+                extra={
+                    "http_method": method,
+                    "http_route": route,
+                    "http_status": status,
+                    "duration_ms": round(took * 1000, 3),
+                },
+            )
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._traced(scope):
@@ -231,10 +227,17 @@ class ServerMiddleware:
             failure = exc
             raise
         finally:
-            if span.is_recording() and failure is not None:
-                _end_attributes(span, None, failure)
-            span.end()
-            detach(token)
+            _finish(span, token, None, failure)
+
+
+def _finish(
+    span: Span, token: Token[Context], status: int | None, failure: BaseException | None
+) -> None:
+    """End a server span (its closing attributes only if it records) and leave its context."""
+    if span.is_recording() and (status is not None or failure is not None):
+        _end_attributes(span, status, failure)
+    span.end()
+    detach(token)
 
 
 def _end_attributes(span: Span, status: int | None, failure: BaseException | None) -> None:
