@@ -12,8 +12,6 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
-
 from events.producer import AsyncProducer
 from notify_ws.channels.base import Channel
 from notify_ws.channels.breaker import Breakers
@@ -33,6 +31,7 @@ from notify_ws.worker.consumer import Worker
 from notify_ws.worker.erasures import ErasurePublisher
 from notify_ws.worker.outbox import Publisher
 from notify_ws.worker.processor import Processor
+from runtime.database import create_pool
 from runtime.heartbeat import Heartbeats, beat
 
 log = logging.getLogger(__name__)
@@ -103,7 +102,7 @@ class Service:
 
     async def start(self) -> None:
         ctx, s, kafka = self.ctx, self.ctx.config.notify, self.ctx.config.kafka
-        pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=s.db_pool_size)
+        pool = await create_pool(s.database_url, max_size=s.db_pool_size)
         ctx.pool = pool
         ctx.session = Session(pool, ctx.hub, ctx.metrics, ctx.clock)
         self.producer = AsyncProducer(kafka.producer())
@@ -111,7 +110,10 @@ class Service:
             await self.producer.warm_up(kafka.topics.notifications)
         except Exception as exc:  # noqa: BLE001 - events wait in the outbox until it is back
             log.warning("Kafka not reachable at start: %s", exc)
-        publisher = Publisher(self.producer, kafka.topics, s.source, pool, ctx.clock, ctx.metrics)
+        publisher = Publisher(
+            self.producer, kafka.topics, s.source, pool, ctx.clock, ctx.metrics,
+            mark_interval=s.worker_commit_interval,
+        )  # fmt: skip
         self.erasures = ErasurePublisher(
             self.producer, kafka.topics, s.source, pool, ctx.clock, ctx.metrics
         )

@@ -15,6 +15,7 @@ from reminders.domain.clock import Clock, system_clock
 from reminders.http.routes import api
 from reminders.metrics import ReadModelCollector
 from reminders.settings import ReminderSettings
+from runtime.database import create_pool
 from runtime.web import WebService, service_app
 from webapi.auth import AuthSettings, TokenVerifier
 from webapi.hardening import WebSecuritySettings
@@ -85,7 +86,7 @@ def _pool_while_serving(app: Quart, ctx: ServiceContext) -> None:
 
     @app.before_serving
     async def _open() -> None:
-        ctx.pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10)
+        ctx.pool = await create_pool(settings.database_url)
 
     @app.after_serving
     async def _close() -> None:

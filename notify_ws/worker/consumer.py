@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -87,14 +88,19 @@ class Worker:
                 msgs = await asyncio.to_thread(poll_batch, consumer, batch, timeout)
                 if msgs:
                     await self._handle(consumer, msgs, stop)
-                if self._pending and not msgs:
-                    # Idle: what a batch left uncommitted (not yet due then) goes now.
-                    await self._commit(consumer, self._pending.take())
+                if not msgs:
+                    # Idle: what a batch left uncommitted or unmarked (not yet due then)
+                    # goes now.
+                    await self._publisher.flush_marks()
+                    if self._pending:
+                        await self._commit(consumer, self._pending.take())
                 if time.monotonic() >= next_lag:
                     next_lag = time.monotonic() + self._s.lag_interval.total_seconds()
                     await asyncio.to_thread(self._record_lag, consumer)
         finally:
             self._consumer = None
+            with contextlib.suppress(Exception):  # unmarked ones are swept again
+                await self._publisher.flush_marks()
             if self._pending:
                 await self._commit(consumer, self._pending.take())
             await asyncio.to_thread(consumer.close)

@@ -6,10 +6,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import asyncpg
-
 from reminders.db.migrate import apply_migrations
 from reminders.db.store import ErasedUser, LogEntry, ScheduleChange, purge_log, write_batch
+from runtime.database import create_pool
 
 
 class PostgresReadModel:
@@ -20,7 +19,7 @@ class PostgresReadModel:
 
     @classmethod
     async def open(cls, url: str) -> PostgresReadModel:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+        pool = await create_pool(url, max_size=2)
         try:
             async with pool.acquire() as conn:
                 await apply_migrations(conn)

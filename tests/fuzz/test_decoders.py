@@ -168,6 +168,9 @@ class NoPublisher:
     async def created(self, notes: Any) -> None:
         return None
 
+    async def flush_marks(self) -> None:
+        return None
+
 
 @dataclass
 class Commits:

@@ -83,6 +83,9 @@ class FakePublisher:
     async def created(self, notes: list[Any]) -> None:
         self.batches += 1
 
+    async def flush_marks(self) -> None:
+        return None
+
 
 class FakeConsumer:
     def __init__(self) -> None:
@@ -202,11 +205,11 @@ def test_feed_carries_a_context_only_for_sampled_parents() -> None:
         headers = [("traceparent", f"00-{tid}-{sid}-{flags}".encode())] if flags else None
         return Message(topic="n", value=b"{}", headers=headers)
 
-    context = _traced(msg("01"))
+    context = _traced(msg("01").headers())
     assert context is not None
     assert trace.get_current_span(context).get_span_context().span_id == int(sid, 16)
-    assert _traced(msg("00")) is None  # a parent-based sampler would not record it
-    assert _traced(msg(None)) is None
+    assert _traced(msg("00").headers()) is None  # a parent-based sampler would not record it
+    assert _traced(msg(None).headers()) is None
 
 
 async def test_fast_path_frame_span_is_a_child_of_the_workers_event_span(
@@ -229,15 +232,16 @@ async def test_fast_path_frame_span_is_a_child_of_the_workers_event_span(
     async def send(frame: str) -> None:
         sent.append(frame)
 
-    conn.send, conn.drain = send, session._start_sender
+    session.attach(conn, send)
     hub.register(conn)
     note = Notification(
         id=uuid.uuid4(), user_id="u", seq=1, kind="task.created", title="t", body="",
         task_id=None, event_id="e", created_at=T0, traceparent=traceparent,
     )  # fmt: skip
     hand_to_hub(hub, metrics)([note])
-    while conn.sender is not None:
-        await conn.sender
+    async with asyncio.timeout(5):
+        while conn.due or conn.sender is not None:  # a traced frame goes to a sender task
+            await (conn.sender or asyncio.sleep(0))
 
     (span,) = spans.get_finished_spans()
     assert span.name == "websocket send"
