@@ -6,15 +6,22 @@ task and reads the server on demand: `websocket.receive()` awaits the ASGI `rece
 directly, and a client that leaves makes it raise `ClientDisconnected`. Routing,
 `before_websocket` hooks, the websocket context and error handling stay Quart's.
 Install it with `app.asgi_websocket_class = InlineWebsocketConnection`.
+
+`direct_writer(websocket.send)` gives such a socket's frames a synchronous way out on
+uvicorn's wsproto protocol: several frames in one transport write, no task, no await.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
 from typing import Any, cast
 
 from quart import Quart
 from quart.asgi import ASGIWebsocketConnection
 from quart.signals import websocket_received, websocket_sent
+from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
+from wsproto.connection import ConnectionState
 
 
 class ClientDisconnected(Exception):
@@ -58,3 +65,58 @@ class InlineWebsocketConnection(ASGIWebsocketConnection):
             await send({"type": "websocket.send", "bytes": data, "text": None})
         if websocket_sent.receivers:
             await websocket_sent.send_async(data)
+
+
+class DirectWriter:
+    """Text frames written at once to a socket that uvicorn serves with wsproto and no
+    extension (permessage-deflate off): what its ASGI `send` does for one frame, for
+    several in one `transport.write` (one syscall), without waiting. `write` answers False
+    instead of waiting (the transport asked to pause) or failing (the socket is closing):
+    the caller then uses the ASGI `send`."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: WSProtocol) -> None:
+        self._protocol = protocol
+
+    def write(self, frames: Sequence[str]) -> bool:
+        p = self._protocol
+        if p.disconnected or p.close_sent or not p.writable.is_set():
+            return False
+        transport = p.transport
+        if transport.is_closing() or p.conn.state is not ConnectionState.OPEN:
+            return False
+        parts: list[bytes] = []
+        for frame in frames:
+            # RFC 6455 5.2: FIN + text opcode, no mask from a server, then the length.
+            payload = frame.encode()
+            n = len(payload)
+            if n < 126:
+                parts.append(_SHORT[n])
+            elif n < 65536:
+                parts.append(b"\x81\x7e" + n.to_bytes(2, "big"))
+            else:
+                parts.append(b"\x81\x7f" + n.to_bytes(8, "big"))
+            parts.append(payload)
+        transport.write(b"".join(parts))
+        return True
+
+
+_SHORT = [bytes((0x81, n)) for n in range(126)]
+
+
+def direct_writer(send: Any) -> DirectWriter | None:
+    """A `DirectWriter` for Quart's `websocket.send` of an accepted socket served by
+    `InlineWebsocketConnection` on uvicorn's wsproto protocol without permessage-deflate
+    (and no `websocket_sent` receivers, which the ASGI path calls); None otherwise."""
+    sender = getattr(getattr(send, "__self__", None), "_send", None)  # Quart's partial
+    if not isinstance(sender, partial) or len(sender.args) != 1:
+        return None
+    if not isinstance(getattr(sender.func, "__self__", None), InlineWebsocketConnection):
+        return None
+    protocol = getattr(sender.args[0], "__self__", None)
+    if not isinstance(protocol, WSProtocol) or not protocol.handshake_complete:
+        return None
+    if protocol.config.ws_per_message_deflate or websocket_sent.receivers:
+        return None
+    return DirectWriter(protocol)

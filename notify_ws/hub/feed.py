@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, TopicPartition
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 
 from events.consuming import poll_batch
@@ -37,6 +37,9 @@ class Feed:
         self._fetch_wait_ms = fetch_wait_ms
         self.ready = asyncio.Event()
         self._consumer: Any = None
+        # The headers the configured propagators read (OTEL_PROPAGATORS, read at import):
+        # a message without any of them has no context worth extracting.
+        self._context_fields = {f.lower() for f in propagate.get_global_textmap().fields}
 
     def _open(self) -> Any:
         # A unique group id that never commits: librdkafka wants one, the broker never sees it.
@@ -64,7 +67,13 @@ class Feed:
         try:
             while not stop.is_set():
                 beat()  # liveness: once a round, at least once per poll timeout
-                msgs = await asyncio.to_thread(poll_batch, consumer, 1000, poll)
+                # What librdkafka has already fetched is taken without a thread hop (a hop
+                # cost more than a message's frames in a burst); only the wait goes to one.
+                msgs = consumer.consume(1000, 0)
+                if msgs:
+                    await asyncio.sleep(0)  # let the frames of the previous round go out
+                else:
+                    msgs = await asyncio.to_thread(poll_batch, consumer, 1000, poll)
                 for msg in msgs:
                     if msg.error() is None:
                         self._forward(msg)
@@ -72,7 +81,13 @@ class Feed:
             await asyncio.to_thread(consumer.close)
 
     def _forward(self, msg: Any) -> None:
-        ce_type = next((v for k, v in msg.headers() or () if k == "ce_type"), None)
+        ce_type, carried = None, False
+        headers = msg.headers()
+        for key, value in headers or ():
+            if key == "ce_type":
+                ce_type = value
+            elif key.lower() in self._context_fields:
+                carried = True
         if ce_type is not None and ce_type != CREATED:
             return  # delivery outcomes: nothing for the client
         try:
@@ -90,17 +105,18 @@ class Feed:
         if not self._hub.has_user(user_id):
             return
         frame = orjson.dumps({"type": "notification", "notification": note}).decode()
-        self._hub.publish(user_id, seq, Note(frame, _traced(msg), note.get("id"), doc.get("id")))
+        context = _traced(headers) if carried else None
+        self._hub.publish(user_id, seq, Note(frame, context, note.get("id"), doc.get("id")))
         _, stamp = msg.timestamp()
         if stamp > 0:
             self._metrics.hub_latency.observe(max(0.0, time.time() - stamp / 1000))
 
 
-def _traced(msg: Any) -> Context | None:
+def _traced(headers: Any) -> Context | None:
     """The context the worker's notification.created PRODUCER span wrote into the headers,
     or None when no frame span should be made: a `websocket send` span costs ~20 us per
     frame and connection, and under the (parent-based) sampler an unsampled or missing
     parent would only buy a non-recording span for ~13 us."""
-    context = extract_context(msg.headers())
+    context = extract_context(headers)
     parent = trace.get_current_span(context).get_span_context()
     return context if parent.is_valid and parent.trace_flags.sampled else None

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, Protocol
 
 from opentelemetry.context import Context
 
@@ -43,23 +43,33 @@ class Note:
         self.notification_id, self.event_id = notification_id, event_id
 
 
-class Connection:
-    """One WebSocket. What waits to be sent sits in a bounded deque made on demand, and a
-    sender task exists only while there is something to send: an idle socket costs this
-    object and its handler's task, nothing more."""
+class Writer(Protocol):
+    """Frames out at once, several in one write; False: not now (use the async `send`)."""
 
-    __slots__ = ("user_id", "limit", "pending", "drain", "send", "sender", "handler",
-                 "stopping", "close_code", "error", "last_sent", "unread")  # fmt: skip
+    def write(self, frames: Sequence[str]) -> bool: ...
+
+
+class Connection:
+    """One WebSocket. What waits to be sent sits in a bounded deque made on demand and is
+    written out once the current loop step ends (all of it in one write when the socket
+    takes it at once); a sender task exists only while a write has to wait: an idle socket
+    costs this object and its handler's task, nothing more."""
+
+    __slots__ = ("user_id", "limit", "pending", "drain", "send", "writer", "sender",
+                 "handler", "due", "stopping", "close_code", "error", "last_sent",
+                 "unread")  # fmt: skip
 
     def __init__(self, user_id: str, queue_size: int) -> None:
         self.user_id = user_id
         self.limit = queue_size
         self.pending: deque[Item] | None = None
-        # Set by the session once the replay is sent: starts a sender for queued items.
-        self.drain: Callable[[Connection], asyncio.Task[None]] | None = None
+        # Set by the session once the replay is sent: schedules the queued items' sending.
+        self.drain: Callable[[Connection], None] | None = None
         self.send: Callable[[str], Awaitable[None]] | None = None
+        self.writer: Writer | None = None  # the synchronous way out, when the server has one
         self.sender: asyncio.Task[None] | None = None
         self.handler: asyncio.Task[Any] | None = None  # the task that reads the socket
+        self.due = False  # scheduled for the end of the current loop step
         self.stopping = False
         self.close_code: int | None = None
         self.error: BaseException | None = None
@@ -71,7 +81,7 @@ class Connection:
         return len(self.pending) if self.pending else 0
 
     def put(self, item: Item) -> bool:
-        """Queue `item` (False when the queue is full) and start a sender if none runs."""
+        """Queue `item` (False when the queue is full) and schedule its sending."""
         pending = self.pending
         if pending is None:
             pending = self.pending = deque()
@@ -82,8 +92,14 @@ class Connection:
         return True
 
     def wake(self) -> None:
-        if self.sender is None and self.drain is not None and self.pending and not self.stopping:
-            self.sender = self.drain(self)
+        if (
+            not self.due
+            and self.sender is None
+            and self.drain is not None
+            and self.pending
+            and not self.stopping
+        ):
+            self.drain(self)
 
     def kick(self, code: int) -> None:
         """Stop sending and close with `code` (the handler does the closing)."""

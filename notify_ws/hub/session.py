@@ -17,7 +17,7 @@ from notify_ws.db.notifications import Notification
 from notify_ws.hub.hub import COUNT, NOTE, RAW, Connection, Hub, Note
 from notify_ws.metrics import Metrics
 from observability.messaging import websocket_send_span
-from webapi.websocket import ClientDisconnected
+from webapi.websocket import ClientDisconnected, direct_writer
 
 Send = Callable[[str], Awaitable[None]]
 Receive = Callable[[], Awaitable[str | bytes]]
@@ -45,15 +45,79 @@ class Session:
         # Label lookups take a lock: the children are resolved once in Metrics.
         self._sent, self._received = metrics.frames_sent, metrics.frames_received
         # One bound method shared by every connection (no closure per socket).
-        self._start_sender = self._sender_task
+        self._schedule_bound = self._schedule
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._due: list[Connection] = []  # connections with frames for the next flush
 
-    def _sender_task(self, conn: Connection) -> asyncio.Task[None]:
-        # The loop once: asyncio.create_task asks the OS for the pid each time.
-        loop = self._loop or asyncio.get_running_loop()
-        self._loop = loop
-        assert conn.send is not None  # noqa: S101 - set by start() before the first sender
-        return loop.create_task(self._drain(conn, conn.send))
+    def attach(self, conn: Connection, send: Send) -> None:
+        """Live from here on: what `conn` queues is sent (queued during the replay: now)."""
+        conn.send = send
+        conn.writer = direct_writer(send)
+        conn.drain = self._schedule_bound
+        conn.wake()
+
+    def _schedule(self, conn: Connection) -> None:
+        """`conn.drain`: send its queue when this loop step ends, with whatever else comes
+        for it until then (a feed batch, a worker batch): one write, one count."""
+        conn.due = True
+        self._due.append(conn)
+        if len(self._due) == 1:
+            # The loop once: asyncio.get_running_loop asks the OS for the pid each time.
+            loop = self._loop or asyncio.get_running_loop()
+            self._loop = loop
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        due, self._due = self._due, []
+        sent = 0
+        for conn in due:
+            conn.due = False
+            if conn.stopping or conn.sender is not None or not conn.pending:
+                continue
+            try:
+                written = self._write(conn)
+            except Exception as exc:  # noqa: BLE001 - the socket failed: its handler raises it
+                conn.fail(exc)
+                continue
+            if written >= 0:
+                sent += written
+                continue
+            assert conn.send is not None  # noqa: S101 - set by attach() with drain
+            assert self._loop is not None  # noqa: S101 - set by _schedule
+            conn.sender = self._loop.create_task(self._drain(conn, conn.send))
+        if sent:
+            self._sent.inc(sent)  # once per flush: each inc takes a lock
+
+    def _write(self, conn: Connection) -> int:
+        """Write `conn`'s whole queue at once: its frames, then one count if anything changed
+        it; returns how many frames. -1, with nothing written, when part of it has to wait:
+        a seq gap (read from the database), a traced frame (its span wraps the send), or a
+        socket that cannot take it now; the sender task then sends the queue."""
+        writer, pending = conn.writer, conn.pending
+        if writer is None or pending is None:
+            return -1
+        frames: list[str] = []
+        last, unread, counted = conn.last_sent, conn.unread, True
+        for kind, a, b in pending:
+            if kind == NOTE:
+                if a <= last:
+                    continue  # replayed, sent by the fast path, or re-read
+                if a != last + 1 or b.context is not None:
+                    return -1
+                frames.append(b.frame)
+                last, unread, counted = a, unread + 1, False
+            elif kind == COUNT:
+                # Notifications sent here after the counter was read are all still unread.
+                unread, counted = a + max(0, last - b), False
+            else:
+                frames.append(b)
+        if not counted:
+            frames.append(count_frame(unread))
+        if frames and not writer.write(frames):
+            return -1
+        conn.pending = None  # an idle socket keeps no buffer
+        conn.last_sent, conn.unread = last, unread
+        return len(frames)
 
     async def _send(self, send: Send, frame: str) -> None:
         await send(frame)
@@ -88,10 +152,7 @@ class Session:
             await self._send(send, note_frame(note))
         conn.last_sent, conn.unread = last_seq, unread
         await self._send(send, count_frame(unread))
-
-        conn.send = send
-        conn.drain = self._start_sender
-        conn.wake()  # what arrived during the replay
+        self.attach(conn, send)
 
     async def _drain(self, conn: Connection, send: Send) -> None:
         """Send what is queued, then end: the next item starts a new sender."""

@@ -32,13 +32,14 @@ def live(session: Session, conn: Connection, sent: list[str]) -> None:
     async def send(frame: str) -> None:
         sent.append(frame)
 
-    conn.send = send
-    conn.drain = session._start_sender
+    session.attach(conn, send)
 
 
 async def settle(conn: Connection) -> None:
-    while conn.sender is not None:
-        await conn.sender
+    """Until `conn` has sent its queue: the flush runs when the current loop step ends."""
+    async with asyncio.timeout(5):
+        while conn.due or conn.sender is not None:
+            await (conn.sender or asyncio.sleep(0))
 
 
 async def test_fast_path_then_kafka_copy_sends_one_frame() -> None:
@@ -71,7 +72,7 @@ async def test_an_idle_connection_holds_no_queue_and_no_task() -> None:
     assert conn.pending is None and conn.sender is None
     hub.publish("u", 1, "f1")
     hub.publish("u", 2, "f2")
-    assert conn.sender is not None and conn.queued == 2  # one sender for the burst
+    assert conn.due and conn.sender is None and conn.queued == 2  # one flush for the burst
     await settle(conn)
     assert sent == ["f1", "f2", '{"type":"unread_count","count":2}']  # one count per burst
     assert conn.pending is None and conn.sender is None
