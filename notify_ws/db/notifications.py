@@ -102,18 +102,6 @@ async def insert_many(
     return [_row(r) for r in rows]
 
 
-async def lock_versions(conn: Any, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
-    """Applied versions of these tasks, row-locked until the transaction ends."""
-    if not task_ids:
-        return {}
-    rows = await conn.fetch(
-        "SELECT task_id, version FROM task_versions WHERE task_id = ANY($1::uuid[])"
-        " ORDER BY task_id FOR UPDATE",
-        list(task_ids),
-    )
-    return {r["task_id"]: r["version"] for r in rows}
-
-
 async def save_versions(conn: Any, versions: dict[uuid.UUID, int]) -> None:
     if not versions:
         return

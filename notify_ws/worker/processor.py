@@ -16,10 +16,10 @@ import asyncpg
 from events.codec import Envelope
 from events.payloads import Payload, TaskState, UserErased, UserErasureApplied
 from notify_ws.clock import Clock
+from notify_ws.db import batch_state
 from notify_ws.db import deliveries as dl
 from notify_ws.db import erasure as er
 from notify_ws.db import notifications as nt
-from notify_ws.db import preferences as pf
 from notify_ws.db.erasure import Erasure
 from notify_ws.db.notifications import Notification
 from notify_ws.decide import Draft, draft, notifies, routes, user_of
@@ -111,9 +111,8 @@ class Processor:
             to_erase = {user_of(i.envelope) for i in erasing}
             await er.lock_users(conn, users, to_erase)
             # After the locks: an erasure committed meanwhile is seen here.
-            erased = await er.erased_among(conn, users) | to_erase
-            prefs = await pf.get_many(conn, users)
-            applied = await nt.lock_versions(conn, task_ids)
+            state = await batch_state.load(conn, users, task_ids)
+            erased, prefs, applied = state.erased | to_erase, state.prefs, state.versions
             latest = dict(applied)
             drafts: list[tuple[Draft, str | None]] = []
             for item in items:
