@@ -11,6 +11,7 @@ import wrapt
 from opentelemetry import trace
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
+from observability.sampling import UNTRACED_STATEMENTS
 from observability.tracing import _stable_semconv, provider_for, skip_unsampled_children
 
 _lock = threading.Lock()
@@ -25,17 +26,29 @@ _PATCHED_CLASSES = (
 Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
 
+def _bracket(instance: Any, args: tuple[Any, ...]) -> bool:
+    """Whether a connection's call runs BEGIN or COMMIT (what asyncpg's transactions send),
+    whose span the shipped sampler drops by name (`sampling.UNTRACED_STATEMENTS`)."""
+    query = args[0] if args else None
+    if not isinstance(query, str) or query[:1] not in ("B", "C"):
+        return False
+    return query.split(None, 1)[0] in UNTRACED_STATEMENTS and isinstance(
+        instance, asyncpg.connection.Connection
+    )
+
+
 def _only_when_sampled(traced: Wrapper) -> Wrapper:
     """Call the statement bare when its span would be dropped anyway (see
     `skip_unsampled_children`): the instrumentation's attribute parsing, span and context
-    switch cost ~2 % of a create at 1-in-10 sampling."""
+    switch cost ~2 % of a create at 1-in-10 sampling. A sampled request's BEGIN and COMMIT
+    skip them too: the instrumentation built both spans for the sampler to drop."""
 
     def wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if (
-            skip_unsampled_children()
-            and not trace.get_current_span().get_span_context().trace_flags.sampled
+        if skip_unsampled_children() and (
+            not trace.get_current_span().get_span_context().trace_flags.sampled
+            or _bracket(instance, args)
         ):
             return wrapped(*args, **kwargs)
         return traced(wrapped, instance, args, kwargs)
