@@ -404,7 +404,7 @@ async def main() -> None:
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument(
         "--servers",
-        default="hypercorn",
+        default="uvicorn:wsproto",  # the notification service's default (notify_ws/cli.py)
         help="comma-separated: hypercorn,uvicorn,uvicorn:wsproto,granian (hub phase each)",
     )
     parser.add_argument("--no-worker", action="store_true", help="skip the worker phase")
