@@ -20,6 +20,7 @@ import json
 import multiprocessing
 import os
 import platform
+import queue as queue_module
 import shutil
 import subprocess
 import tempfile
@@ -65,7 +66,11 @@ async def _load(url: str, clients: int, seconds: float, warmup: float) -> dict[s
         async def worker() -> None:
             nonlocal errors
             while (now := time.monotonic()) < stop_at:
-                response = await client.post("/api/v1/tasks", json=BODY)
+                try:
+                    response = await client.post("/api/v1/tasks", json=BODY)
+                except httpx.TransportError:  # e.g. a read timeout on a starved machine
+                    errors += now >= measure_from
+                    continue
                 took = time.monotonic() - now
                 if now >= measure_from:
                     if response.status_code == 201:
@@ -81,6 +86,26 @@ async def _load(url: str, clients: int, seconds: float, warmup: float) -> dict[s
         "p50_ms": percentile(latencies, 0.5) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
     }
+
+
+def _loader_result(
+    loader: multiprocessing.Process, queue: multiprocessing.Queue[dict[str, float]], seconds: float
+) -> dict[str, float]:
+    """The loader's figures; an error, not a hang, if it dies without sending them (a load
+    request that timed out used to kill it and leave the bench waiting forever)."""
+    deadline = time.monotonic() + seconds + 120
+    while True:
+        try:
+            load = queue.get(timeout=1.0)
+            break
+        except queue_module.Empty:
+            if not loader.is_alive() or time.monotonic() > deadline:
+                loader.kill()
+                raise RuntimeError(
+                    f"load process ended without figures ({loader.exitcode})"
+                ) from None
+    loader.join()
+    return load
 
 
 def _load_process(
@@ -257,8 +282,7 @@ def run_once(
                     target=_load_process, args=(url, clients, seconds, warmup, queue)
                 )
                 loader.start()
-                load = queue.get()
-                loader.join()
+                load = _loader_result(loader, queue, warmup + seconds)
             if profiler is not None:
                 profiler.wait()
             rss_mib = sum(p.memory_info().rss for p in server_processes) / 2**20
