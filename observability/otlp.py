@@ -98,32 +98,24 @@ def _key_value(key: str, value: object) -> bytes:
 
 
 # Encoded attribute fields by (field tag, key, value), for string and int values only (a
-# bool equals an int in a dict key): most attributes repeat from span to span (the
-# messaging system, the route, the server address). Emptied when full.
-_str_fields: dict[tuple[bytes, str, str], bytes] = {}
-_int_fields: dict[tuple[bytes, str, int], bytes] = {}
+# str never equals an int; bools and floats, which can equal an int, are not kept): most
+# attributes repeat from span to span (the messaging system, the route, the server
+# address). Emptied when full.
+_fields: dict[tuple[bytes, str, str | int], bytes] = {}
 _CACHED = 8192
 
 
 def _attribute(tag: bytes, key: str, value: object) -> bytes:
     """One attribute as a `tag` field holding a `KeyValue`."""
-    if type(value) is str:
-        cache_key = (tag, key, value)
-        field = _str_fields.get(cache_key)
-        if field is None:
-            if len(_str_fields) >= _CACHED:
-                _str_fields.clear()
-            field = _str_fields[cache_key] = _field(tag, _key_value(key, value))
-        return field
-    if type(value) is int:
-        int_key = (tag, key, value)
-        field = _int_fields.get(int_key)
-        if field is None:
-            if len(_int_fields) >= _CACHED:
-                _int_fields.clear()
-            field = _int_fields[int_key] = _field(tag, _key_value(key, value))
-        return field
-    return _field(tag, _key_value(key, value))
+    if type(value) is not str and type(value) is not int:
+        return _field(tag, _key_value(key, value))
+    cache_key = (tag, key, value)
+    field = _fields.get(cache_key)
+    if field is None:
+        if len(_fields) >= _CACHED:
+            _fields.clear()
+        field = _fields[cache_key] = _field(tag, _key_value(key, value))
+    return field
 
 
 def _attributes(tag: bytes, attributes: Mapping[str, object] | None) -> list[bytes]:
