@@ -88,7 +88,7 @@ class Worker:
                 msgs = await asyncio.to_thread(poll_batch, consumer, batch, timeout)
                 if msgs:
                     await self._handle(consumer, msgs, stop)
-                if not msgs:
+                else:
                     # Idle: what a batch left uncommitted or unmarked (not yet due then)
                     # goes now.
                     await self._publisher.flush_marks()
