@@ -157,42 +157,27 @@ class OutboxRelay:
         return self._db
 
     async def publish_batch(self) -> int:
-        """Claim, publish and mark one batch in one transaction; returns rows published."""
+        """Claim, publish and mark one batch in one transaction; returns rows published.
+
+        Three round trips: BEGIN, the claim, and the mark sent with its COMMIT."""
         conn = await self.connection()
-        async with conn.transaction():
+        await relay_store.begin(conn)
+        try:
             rows = await relay_store.claim(conn, self._batch_size)
-            if not rows:
-                return 0
-            producer = self.producer
-            futures = []
-            for row in rows:
-                headers = list(row.headers)
-                # The publish continues the trace of the request that wrote the row.
-                with producer_span(
-                    row.topic,
-                    headers=headers,
-                    context=extract_context(row.headers),
-                    key=row.key,
-                    event_id=str(row.event_id),
-                    event_type=row.event_type,
-                    tracer=tracer,
-                ):
-                    futures.append(producer.produce(row.topic, row.payload, row.key, headers))
-            try:
-                results = await asyncio.wait_for(
-                    asyncio.gather(*futures, return_exceptions=True), self._delivery_timeout
-                )
-            except TimeoutError:
-                # No report at all (not even a timeout) means a wedged client: start afresh.
-                self._discard_producer()
-                raise RelayError("no delivery reports within the delivery timeout") from None
+            results = await self._produce(rows) if rows else []
             delivered_at = datetime.now(UTC)
             delivered = [
                 row
                 for row, result in zip(rows, results, strict=True)
                 if not isinstance(result, BaseException)
             ]
-            await relay_store.mark_published(conn, [row.id for row in delivered], delivered_at)
+            await relay_store.mark_and_commit(conn, [row.id for row in delivered], delivered_at)
+        except BaseException:
+            with contextlib.suppress(Exception):  # a dead connection has rolled back already
+                await relay_store.rollback(conn)
+            raise
+        if not rows:
+            return 0
         self._count_published(delivered, delivered_at)
         failed = len(rows) - len(delivered)
         if failed and not delivered:
@@ -208,6 +193,33 @@ class OutboxRelay:
                     self._metrics.messaging.produce_errors.labels(row.topic).inc()
             raise RelayError(f"{failed} of {len(rows)} events not delivered: {'; '.join(errors)}")
         return len(rows)
+
+    async def _produce(self, rows: list[relay_store.PendingEvent]) -> list[object]:
+        """Produce the claimed rows and wait for every delivery report (an exception in
+        place of each row that failed)."""
+        producer = self.producer
+        futures = []
+        for row in rows:
+            headers = list(row.headers)
+            # The publish continues the trace of the request that wrote the row.
+            with producer_span(
+                row.topic,
+                headers=headers,
+                context=extract_context(row.headers),
+                key=row.key,
+                event_id=str(row.event_id),
+                event_type=row.event_type,
+                tracer=tracer,
+            ):
+                futures.append(producer.produce(row.topic, row.payload, row.key, headers))
+        try:
+            return await asyncio.wait_for(
+                asyncio.gather(*futures, return_exceptions=True), self._delivery_timeout
+            )
+        except TimeoutError:
+            # No report at all (not even a timeout) means a wedged client: start afresh.
+            self._discard_producer()
+            raise RelayError("no delivery reports within the delivery timeout") from None
 
     def _count_published(self, rows: list[relay_store.PendingEvent], at: datetime) -> None:
         """The produced/published counters once per topic and type, the lag per event (a
