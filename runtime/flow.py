@@ -22,6 +22,7 @@ interval into idempotent sinks. With one worker Bytewax reports the stop as a
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -106,6 +107,19 @@ def partition_heartbeat(step_id: str, partition: str) -> Heartbeat | None:
     name = f"{step_id}/{partition}"
     # Armed by its first beat: a partition held back on resume is not judged before.
     return running.heartbeats.add(name, running.max_silence, replace=True)
+
+
+def new_io_loop() -> asyncio.AbstractEventLoop:
+    """A private event loop for a sink partition's database I/O (asyncpg binds its pool
+    to the loop that made it)."""
+    # uvloop, as in the services: on the stdlib selector loop, its own Python machinery
+    # (_run_once, socket transports, call_soon_threadsafe, the threadsafe futures) was a
+    # large share of the flows' CPU per change under py-spy.
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def _serve_metrics(spec: FlowProcess, heartbeats: Heartbeats) -> MetricsServer | None:

@@ -34,6 +34,7 @@ from audit_store.db.pool import create_pool
 from audit_store.ingest import ChainWriter, WriteResult
 from audit_store.ports import Clock, DeadLetters
 from audit_store.records import AuditRecord, Poison
+from runtime.flow import new_io_loop
 
 Message = KafkaSourceMessage[bytes | None, bytes | None]
 Item = AuditRecord | Poison
@@ -130,7 +131,7 @@ class _StorePartition(StatelessSinkPartition[Message]):
     def __init__(self, open_writer: WriterFactory, decode: Decode, chunk: int = CHUNK) -> None:
         self._decode = decode
         self._chunk = chunk
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_io_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="audit-store-io", daemon=True
         )

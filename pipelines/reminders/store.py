@@ -11,6 +11,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from reminders.ports import ReadModel, StoreOp, open_read_model
+from runtime.flow import new_io_loop
 
 # A PostgreSQL restart or a killed backend (CannotConnectNow, AdminShutdown, a closed
 # connection) is waited out, not turned into a flow crash: a restart of the flow is far
@@ -37,7 +38,7 @@ class _StorePartition(StatelessSinkPartition[StoreOp]):
     """Owns a private event loop and read model (an asyncpg pool is bound to its loop)."""
 
     def __init__(self, url: str, log_retention: timedelta) -> None:
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_io_loop()
         self._retention = log_retention
         self._writes = 0
         self._model: ReadModel = self._loop.run_until_complete(self._open(url))
