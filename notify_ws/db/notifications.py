@@ -1,4 +1,5 @@
-"""Notification rows: idempotent insert with a gap-free per-user seq, inbox reads, read marks.
+"""Notification rows: idempotent insert with a gap-free per-user seq (and the task versions
+they were made from), inbox reads, read marks.
 
 Every function takes the open connection (or transaction) it runs on.
 """
@@ -6,7 +7,7 @@ Every function takes the open connection (or transaction) it runs on.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,8 +18,17 @@ from notify_ws.decide import Draft
 
 READ_CHANNEL = "notify_read"  # LISTEN/NOTIFY channel: payload is the user id
 
+# One notification, and task versions riding along ($11 ids, $12 numbers, maybe empty; a
+# version only moves forward). A duplicate source event inserts no key, so no seq and no
+# row; the versions are saved either way (a data-modifying CTE runs to completion though
+# nothing reads it).
 _INSERT = """
-WITH k AS (
+WITH v AS (
+    INSERT INTO task_versions AS tv (task_id, version)
+    SELECT * FROM unnest($11::uuid[], $12::bigint[])
+    ON CONFLICT (task_id) DO UPDATE SET version = EXCLUDED.version
+    WHERE tv.version < EXCLUDED.version
+), k AS (
     INSERT INTO notification_keys (dedupe_key) VALUES ($1)
     ON CONFLICT DO NOTHING RETURNING dedupe_key
 ), c AS (
@@ -79,37 +89,46 @@ def _row(record: Any) -> Notification:
 
 
 async def insert_many(
-    conn: Any, items: Sequence[tuple[Draft, str | None]], now: datetime
+    conn: Any,
+    items: Sequence[tuple[Draft, str | None]],
+    now: datetime,
+    versions: Mapping[uuid.UUID, int] | None = None,
 ) -> list[Notification]:
-    """`insert` for a batch in one pipelined round trip; returns the new ones (duplicates
-    of earlier source events, or of each other, are left out)."""
+    """A batch's notifications and its newer task `versions`, in one round trip (and one
+    SELECT for more than one notification); returns the new ones (duplicates of earlier
+    source events, or of each other, are left out)."""
+    newer = sorted((versions or {}).items())  # one lock order for concurrent batches
     if not items:
+        await _save_versions(conn, newer)
         return []
     ids = [uuid.UUID(str(uuid7())) for _ in items]
+    # The versions ride on the first notification's statement; the others carry none.
+    first = ([t for t, _ in newer], [v for _, v in newer])
     args = [
-        (d.dedupe_key, d.user_id, nid, d.kind, d.title, d.body, d.task_id, d.event_id, now, tp)
-        for nid, (d, tp) in zip(ids, items, strict=True)
-    ]
+        (d.dedupe_key, d.user_id, nid, d.kind, d.title, d.body, d.task_id, d.event_id, now, tp,
+         *(first if i == 0 else ([], [])))
+        for i, (nid, (d, tp)) in enumerate(zip(ids, items, strict=True))
+    ]  # fmt: skip
     if len(args) == 1:
-        # The usual case below ~100 changes/s: the row comes back from the INSERT itself,
-        # one round trip instead of two.
+        # The usual case below ~100 changes/s: the row comes back from the INSERT itself.
         row = await conn.fetchrow(_INSERT, *args[0])
         return [] if row is None else [_row(row)]
-    await conn.executemany(_INSERT, args)
+    await conn.executemany(_INSERT, args)  # pipelined: one round trip
     rows = await conn.fetch(
         "SELECT * FROM notifications WHERE id = ANY($1::uuid[]) ORDER BY user_id, seq", ids
     )
     return [_row(r) for r in rows]
 
 
-async def save_versions(conn: Any, versions: dict[uuid.UUID, int]) -> None:
+async def _save_versions(conn: Any, versions: Sequence[tuple[uuid.UUID, int]]) -> None:
+    """The versions of a batch that made no notification (as `_INSERT` saves them)."""
     if not versions:
         return
     await conn.executemany(
         "INSERT INTO task_versions AS tv (task_id, version) VALUES ($1, $2)"
         " ON CONFLICT (task_id) DO UPDATE SET version = EXCLUDED.version"
         " WHERE tv.version < EXCLUDED.version",
-        sorted(versions.items()),
+        versions,
     )
 
 

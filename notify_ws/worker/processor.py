@@ -136,9 +136,9 @@ class Processor:
                     result.ignored += 1
                     continue
                 drafts.append((made, item.traceparent))
-            await nt.save_versions(conn, {t: v for t, v in latest.items() if v > applied.get(t, 0)})
             now = self._clock.now()
-            notes = await nt.insert_many(conn, drafts, now)
+            newer = {t: v for t, v in latest.items() if v > applied.get(t, 0)}
+            notes = await nt.insert_many(conn, drafts, now, newer)
             result.ignored += len(drafts) - len(notes)  # duplicate source events
             rows = []
             for note in notes:
