@@ -33,7 +33,7 @@ from reminders.domain.recurrence import next_occurrence
 from task_api.commands import WRITABLE, CreateTask, UpdateTask
 from task_api.db import erasures, outbox
 from task_api.db.models import Task
-from task_api.db.writes import insert_task_with_event
+from task_api.db.writes import insert_task_with_event, update_task_with_event
 from task_api.exceptions import (
     InvalidTask,
     StateConflict,
@@ -149,8 +149,8 @@ async def _record_change(
     """Bump the version, save the task, and write the change's one event beside it."""
     task.updated_at = now
     task.version += 1
-    await task.save(using_db=conn)
-    await sink.emit(conn, event(**state_of(task), **extra))
+    payload = event(**state_of(task), **extra)
+    await update_task_with_event(conn, payload, sink.topics.tasks, sink.envelope(payload))
     return task
 
 

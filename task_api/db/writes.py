@@ -1,8 +1,10 @@
-"""The create hot path: the task row and its outbox row in one INSERT statement.
+"""The write hot paths: a task row and its outbox row in one statement.
 
 Creates are the busiest write; one statement (a data-modifying CTE) halves the round
 trips and skips the ORM's per-row work. It runs in the caller's transaction when there is
-one (an `Idempotency-Key` joins it), else on its own (the statement is atomic).
+one (an `Idempotency-Key` joins it), else on its own (the statement is atomic). A change
+of an existing task (update, complete, reopen, snooze) saves the row it locked and writes
+its event the same way, in the change's transaction.
 """
 
 from __future__ import annotations
@@ -22,13 +24,23 @@ from task_api.exceptions import UserGone
 
 INSERT_TASK_WITH_EVENT = """
 WITH new_task AS (
-    INSERT INTO tasks (id, user_id, title, description, due_at, timezone, priority, tags,
-                       reminders, recurrence, status, created_at, updated_at, completed_at,
+    INSERT INTO tasks (id, user_id, created_at, title, description, due_at, timezone, priority,
+                       tags, reminders, recurrence, status, updated_at, completed_at,
                        snoozed_until, version)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12, $13, $14, $15, $16)
 )
 INSERT INTO outbox (event_id, topic, key, event_type, payload, headers, created_at)
 VALUES ($17, $18, $19, $20, $21, $22::jsonb, $23)
+"""
+UPDATE_TASK_WITH_EVENT = """
+WITH changed AS (
+    UPDATE tasks SET title = $2, description = $3, due_at = $4, timezone = $5, priority = $6,
+                     tags = $7, reminders = $8::jsonb, recurrence = $9, status = $10,
+                     updated_at = $11, completed_at = $12, snoozed_until = $13, version = $14
+    WHERE id = $1
+)
+INSERT INTO outbox (event_id, topic, key, event_type, payload, headers, created_at)
+VALUES ($15, $16, $17, $18, $19, $20::jsonb, $21)
 """
 
 
@@ -41,17 +53,34 @@ async def insert_task_with_event(
         # asyncpg directly (Tortoise's query wrapper adds nothing to one fixed statement);
         # asyncpg prepares the statement once per connection and reuses it.
         async with conn.acquire_connection() as raw:
-            await raw.execute(INSERT_TASK_WITH_EVENT, *_row(task, topic, envelope))
+            await raw.execute(
+                INSERT_TASK_WITH_EVENT,
+                task.id,
+                task.user_id,
+                task.created_at,
+                *_content(task),
+                *_event(task, topic, envelope),
+            )
     except Exception as exc:
         if is_erased_refusal(exc):
             raise UserGone() from None
         raise
 
 
-def _row(task: TaskState, topic: str, envelope: Envelope[Any]) -> tuple[Any, ...]:
+async def update_task_with_event(
+    conn: BaseDBAsyncClient, task: TaskState, topic: str, envelope: Envelope[Any]
+) -> None:
+    """Save a changed task (its row locked by the caller's transaction) and its event, in
+    one round trip: the ORM's save and insert were two, at every update and completion."""
+    async with conn.acquire_connection() as raw:
+        await raw.execute(
+            UPDATE_TASK_WITH_EVENT, task.id, *_content(task), *_event(task, topic, envelope)
+        )
+
+
+def _content(task: TaskState) -> tuple[Any, ...]:
+    """The columns a change may write, in table order from title to version."""
     return (
-        task.id,
-        task.user_id,
         task.title,
         task.description,
         task.due_at,
@@ -63,11 +92,15 @@ def _row(task: TaskState, topic: str, envelope: Envelope[Any]) -> tuple[Any, ...
         ).decode(),
         task.recurrence,
         task.status,
-        task.created_at,
         task.updated_at,
         task.completed_at,
         task.snoozed_until,
         task.version,
+    )
+
+
+def _event(task: TaskState, topic: str, envelope: Envelope[Any]) -> tuple[Any, ...]:
+    return (
         uuid.UUID(envelope.id),
         topic,
         str(task.id),
