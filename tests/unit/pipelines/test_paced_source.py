@@ -1,10 +1,13 @@
-"""The paced source's quiet mode with hand-written fakes: a quiet source waits in
-librdkafka (returning on the first message), a busy one never blocks."""
+"""The paced source with hand-written fakes: a quiet source waits in librdkafka
+(returning on the first message), one with data collects its share of the pacing interval
+there, one catching up never waits."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+
+import pytest
 
 from pipelines.paced_source import IdleGate, WaitingConsumer, _PacedPartition
 
@@ -74,22 +77,36 @@ def test_a_message_ends_the_wait_and_the_rest_of_the_queue_comes_without_waiting
 
     assert part.next_batch() == ["a", "b", "c"]
     assert consumer.calls == [("poll", 0.1), ("consume", 0)]
-    # Data came: the source is busy again, and paced (no blocking) on the next round.
+    # Data came: the source is busy again; the next round collects (20 ms at most).
     assert gate.block_seconds() == 0.0
-    assert part.next_awake() is not None
+    assert part.next_awake() is None
     consumer.queued = ["d"]
     assert part.next_batch() == ["d"]
-    assert consumer.calls[-1] == ("consume", 0.001)
+    assert consumer.calls[-1] == ("consume", 0.02)
 
 
-def test_a_busy_source_never_blocks() -> None:
+def test_a_source_with_data_collects_its_share_of_the_interval_in_librdkafka() -> None:
     gate = IdleGate(timedelta(milliseconds=100), after=timedelta(seconds=60))
-    consumer = FakeConsumer()
+    consumer = FakeConsumer(["a"])
+    part, *_others = _part(consumer, gate), _part(FakeConsumer(), gate), _part(FakeConsumer(), gate)
+
+    assert part.next_batch() == ["a"]
+    # Three partitions share the 50 ms interval: each gathers for ~17 ms (a whole batch
+    # ends it sooner), then is asked again at once instead of Bytewax waking every ms.
+    assert consumer.calls == [("consume", pytest.approx(0.05 / 3))]
+    assert part.next_awake() is None
+
+
+def test_a_partition_catching_up_never_waits() -> None:
+    gate = IdleGate(timedelta(milliseconds=100), after=timedelta(seconds=60))
+    consumer = FakeConsumer([f"m{i}" for i in range(1500)])
     part = _part(consumer, gate)
 
-    assert part.next_batch() == []
-    assert consumer.calls == [("consume", 0.001)]
-    assert part.next_awake() is not None  # paced, not spinning
+    assert len(part.next_batch()) == 1000  # a full batch: behind
+    assert len(part.next_batch()) == 500
+    assert consumer.calls == [("consume", 0.02), ("consume", 0.001)]
+    # The catch-up round did not wait, so the 1 ms poll is paced by `next_awake` again.
+    assert part.next_awake() is not None
 
 
 def test_no_wait_configured_leaves_the_consumer_as_it_is() -> None:
