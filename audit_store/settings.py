@@ -79,7 +79,7 @@ class AuditSettings(SecretFilesMixin, BaseSettings):
     flow_message_spans: bool = True
     flow_batch_size: int = 1000
     # The flow has a consumer per partition (Bytewax), each fetching every this many ms
-    # even when idle (Tansu answers a fetch only at its timeout): the audit is not on the
+    # even when idle (Tansu answers an empty fetch only at its timeout): the audit is not on the
     # user's path, so a longer wait saves the broker's CPU (see tests/bench/e2e.py).
     flow_fetch_wait_ms: int = 250
     # Between two empty polls of a partition the flow waits this long instead of asking

@@ -46,9 +46,10 @@ class NotifySettings(SecretFilesMixin, BaseSettings):
     worker_batch_size: int = 500
     # A poll returns on the first message; this only sets how often an idle loop goes round.
     worker_poll_timeout: timedelta = timedelta(milliseconds=250)
-    # The worker's Kafka wait on Tansu, which answers a fetch only when it runs out: the
-    # worker is on the user's path (POST → frame), so it is short; each fetch costs the
-    # broker ~0.5 ms of CPU. (On the `kafka` profile the wait is long and free.)
+    # The worker's Kafka wait on Tansu, which answers an empty fetch only when it runs out
+    # and a message within about half of it (docs/performance.md): the worker is on the
+    # user's path (POST → frame), so it is short; each fetch costs the broker ~0.5–1 ms of
+    # CPU. (On the `kafka` profile the wait is long and free.)
     worker_fetch_wait_ms: int = 20
     # Offsets are committed at most this often (and whenever the worker goes idle): each
     # commit is a broker round trip; a crash re-reads at most this much, which the per-event
@@ -105,8 +106,9 @@ class NotifySettings(SecretFilesMixin, BaseSettings):
     # frame allocates a few short-lived containers; with the default, collections took
     # ~16 % of the hub's CPU in a burst (py-spy). 0 keeps Python's default.
     gc_threshold: int = 20_000
-    # The hub feed's Kafka wait on Tansu (which answers a fetch only when the wait runs out,
-    # at ~0.5 ms of broker CPU per fetch; on Kafka the wait is long and free either way).
+    # The hub feed's Kafka wait on Tansu (which answers an empty fetch only when the wait
+    # runs out, a message within about half of it, at ~0.5–1 ms of broker CPU per fetch; on
+    # Kafka the wait is long and free either way).
     # A hub without a worker in its process gets every frame through Kafka: a short wait.
     hub_fetch_wait_ms: int = 10
     # With the worker in the process its notifications reach the hub directly (the fast

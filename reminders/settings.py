@@ -45,7 +45,7 @@ class ReminderSettings(SecretFilesMixin, BaseSettings):
     # A task with nothing armed is forgotten after this long (bounds dataflow memory).
     idle_state_ttl: timedelta = timedelta(days=1)
     # Dataflow Kafka tuning. The source has a consumer per partition, each fetching every
-    # this many ms even when idle (Tansu answers a fetch only at its timeout): at 10 ms the
+    # this many ms even when idle (Tansu answers an empty fetch only at its timeout): at 10 ms the
     # six of them cost the local broker ~0.1 core doing nothing. Timers do not wait on it:
     # only a task changed less than this before its reminder is due can fire late.
     # (On the `kafka` broker profile the wait is long and costs nothing: see KafkaSettings.)
