@@ -1,6 +1,7 @@
 """The paced source against the real broker: Bytewax's partition really reads through our
-waiting consumer (so a quiet flow blocks in librdkafka rather than spinning), and a
-message produced while it waits comes out of the very next batches."""
+waiting consumer (so a quiet flow blocks in librdkafka rather than spinning, and a busy
+one gathers there for its share of the interval), and a message produced while it waits
+comes out of the very next batches."""
 
 from __future__ import annotations
 
@@ -47,8 +48,18 @@ def test_a_quiet_partition_waits_in_librdkafka_and_returns_what_arrives(
         while not got and time.monotonic() < deadline:
             got = [m.value for m in part.next_batch()]
         assert got == [b"hello"]
-        # Data came: paced again, nothing blocks while the source is busy.
+        # Data came: no more quiet waits; the partition now gathers in librdkafka for its
+        # share of the 50 ms interval (20 ms at most) and is asked again at once.
         assert part._gate.block_seconds() == 0.0
-        assert part.next_awake() is not None
+        producer.produce(topic, b"again", key=b"k", partition=0)
+        assert producer.flush(10) == 0
+        deadline = time.monotonic() + 15
+        got = []
+        while not got and time.monotonic() < deadline:
+            got = [m.value for m in part.next_batch()]
+            assert part._inner._consumer.wait == 0.0
+            assert part._inner._consumer.collect == pytest.approx(0.02)
+            assert part.next_awake() is None
+        assert got == [b"again"]
     finally:
         part.close()
