@@ -16,13 +16,14 @@ from observability.db import instrument_asyncpg
 from runtime.heartbeat import Heartbeats
 from runtime.web import WebService, service_app
 from task_api.context import Clock, TaskContext, utc_now
+from task_api.db.written import Written
 from task_api.http.routes import tasks
 from task_api.http.users import users
 from task_api.mcp import mount_mcp
 from task_api.metrics import TaskMetrics
 from task_api.relay import RELAY_PRODUCER, OutboxRelay
 from task_api.services import EventSink
-from task_api.settings import Config
+from task_api.settings import Config, TaskApiSettings
 from webapi.http_connection import InlineHttpConnection
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def create_app(
         tokens=tokens,
         idempotency_ttl=settings.idempotency_ttl,
         clock=clock,
-        on_commit=relay.wake if settings.run_relay else (lambda: None),
+        on_commit=_on_commit(relay, settings),
         notify_relays=not settings.run_relay,
     )
     app.extensions["task_api"] = context
@@ -97,6 +98,14 @@ def _web_service(config: Config, heartbeats: Heartbeats) -> WebService:
         cors_origins=config.service.cors_origins,
         heartbeats=heartbeats,
     )
+
+
+def _on_commit(relay: OutboxRelay, settings: TaskApiSettings) -> Callable[[Written], None]:
+    if not settings.run_relay:
+        return lambda _written: None  # writers NOTIFY the relays elsewhere
+    if settings.relay_hand_off:
+        return relay.hand_off
+    return lambda _written: relay.wake()
 
 
 def _relay(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from quart import current_app
 
+from task_api.db.written import Written
 from task_api.services import EventSink
 from webapi.auth import TokenVerifier
 
@@ -24,8 +25,9 @@ class TaskContext:
     tokens: TokenVerifier
     idempotency_ttl: timedelta
     clock: Clock = utc_now
-    # Called after every commit that wrote an event; the relay publishes right away.
-    on_commit: Callable[[], None] = lambda: None
+    # Called after every commit that wrote an event, with what it wrote: the relay
+    # publishes right away.
+    on_commit: Callable[[Written], None] = lambda _written: None
     # With no relay in this process, NOTIFY the relays elsewhere (LISTEN taskflow_outbox).
     notify_relays: bool = False
 

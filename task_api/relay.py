@@ -1,8 +1,12 @@
 """The outbox relay: publishes committed outbox rows to Kafka, in order, at least once.
 
-Woken right after commit (in-process signal, and Postgres LISTEN/NOTIFY for other
-instances), with a slow poll as a safety net. Rows are marked published only from the
-delivery report; when the broker is down rows wait and the relay backs off.
+A committed change's event is usually handed over by the writer (`hand_off`) and
+produced at once; the relay marks it when Kafka confirms. Everything else is claimed from
+the table: rows written without a record, an event whose key has an older event not yet on
+its way, and whatever a crash or an outage left behind. The claim is woken right after
+commit (in-process signal, and Postgres LISTEN/NOTIFY for other instances), with a slow
+poll as a safety net. Rows are marked published only from the delivery report; when the
+broker is down rows wait and the relay backs off.
 
 The relay has its own database connection rather than a slot in the API's pool: under
 load, waiting for a pooled connection behind the requests was most of the publish lag.
@@ -13,11 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import asyncpg
+from confluent_kafka import Message
 from opentelemetry import trace
 from tenacity import (
     AsyncRetrying,
@@ -32,6 +39,8 @@ from observability.messaging import producer_span
 from observability.propagation import extract_context
 from runtime.heartbeat import beat
 from task_api.db import outbox, relay_store
+from task_api.db.relay_store import PendingEvent
+from task_api.db.written import Written
 from task_api.metrics import TaskMetrics
 
 log = logging.getLogger(__name__)
@@ -77,8 +86,13 @@ class OutboxRelay:
         self._prune_interval = prune_interval
         self._delivery_timeout = delivery_timeout.total_seconds()
         self._wake = asyncio.Event()
+        self._claim_requested = False
         self._stopping = asyncio.Event()
         self._db: asyncpg.Connection | None = None
+        # Handed-off rows produced and not yet marked, with the producer each went out on.
+        self._in_flight: dict[int, tuple[AsyncProducer, asyncio.Future[Message]]] = {}
+        self._claimed: set[int] = set()  # the claim being published
+        self._confirmed: list[tuple[PendingEvent, datetime]] = []
 
     @property
     def producer(self) -> AsyncProducer:
@@ -95,7 +109,54 @@ class OutboxRelay:
             self._producer = None
 
     def wake(self) -> None:
-        """Publish now: called after a commit that wrote outbox rows."""
+        """Claim now: called after a commit that wrote rows the relay must read back."""
+        self._claim_requested = True
+        self._wake.set()
+
+    def hand_off(self, written: Written) -> None:
+        """Publish what a transaction has just committed. Call it right after the commit,
+        before any await: then one process produces one key's events in commit order.
+
+        An event goes to the producer now when every older unpublished event of its key is
+        already in flight on that same producer (an idempotent producer keeps a key's
+        order); otherwise, and for rows written without a record, the claim publishes from
+        the table, in order. A crash before the mark leaves the row to the claim: a repeat,
+        which consumers drop by event id."""
+        claim = written.unrecorded or (bool(written.events) and self._stopping.is_set())
+        if written.events and not self._stopping.is_set():
+            producer = self.producer
+            for item in written.events:
+                if item.event.id in self._claimed:
+                    continue  # the claim in progress took it: it publishes it in order
+                if all(self._on_its_way(row, producer) for row in item.older):
+                    self._send(producer, item.event)
+                else:
+                    claim = True
+        if claim:
+            self.wake()
+
+    def _on_its_way(self, row_id: int, producer: AsyncProducer) -> bool:
+        """Handed off on `producer` and not marked yet (a confirmed one counts)."""
+        sent = self._in_flight.get(row_id)
+        return sent is not None and sent[0] is producer
+
+    def _send(self, producer: AsyncProducer, event: PendingEvent) -> None:
+        future = _produce_one(producer, event)
+        self._in_flight[event.id] = (producer, future)
+        future.add_done_callback(partial(self._delivered, event))
+
+    def _delivered(self, event: PendingEvent, future: asyncio.Future[Message]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            del self._in_flight[event.id]
+            self._metrics.outbox.publish_failures.inc()
+            self._metrics.messaging.produce_errors.labels(event.topic).inc()
+            reason = "cancelled" if future.cancelled() else future.exception()
+            log.warning("handed-off event %s not delivered (the claim retries): %s",
+                        event.event_id, reason)  # fmt: skip
+            self.wake()
+            return
+        # Stays in flight until marked: a later event of its key may still follow it.
+        self._confirmed.append((event, datetime.now(UTC)))
         self._wake.set()
 
     def stop(self) -> None:
@@ -113,6 +174,7 @@ class OutboxRelay:
             except Exception as exc:  # noqa: BLE001 - the broker may come later; rows wait
                 log.warning("Kafka not reachable at start (events will wait): %s", exc)
         next_prune = next_gauge = datetime.now(UTC)
+        next_claim = 0.0  # monotonic: the safety-net poll, and the first claim at once
         retrying = AsyncRetrying(
             wait=wait_exponential_jitter(multiplier=0.1, max=self._max_backoff),
             retry=retry_if_exception_type(Exception),
@@ -126,11 +188,19 @@ class OutboxRelay:
                 # publish attempt (delivery timeout) and a backoff, or a reconnect.
                 beat()
                 self._wake.clear()
-                try:
-                    published: int = await retrying(self.publish_batch)
-                except Exception:  # noqa: BLE001 - only reached when stopping mid-outage
-                    log.warning("relay stopped with events still unpublished (they stay queued)")
-                    break
+                published = 0
+                if self._confirmed and not await self._mark_confirmed():
+                    self._claim_requested = True  # its retries wait the database out
+                if self._claim_requested or time.monotonic() >= next_claim:
+                    self._claim_requested = False
+                    try:
+                        published = await retrying(self.publish_batch)
+                    except Exception:  # noqa: BLE001 - only reached when stopping mid-outage
+                        log.warning(
+                            "relay stopped with events still unpublished (they stay queued)"
+                        )
+                        break
+                    next_claim = time.monotonic() + self._poll_interval
                 now = datetime.now(UTC)
                 if now >= next_gauge:
                     await self._measure_backlog(now)
@@ -139,11 +209,41 @@ class OutboxRelay:
                     await self._prune()
                     next_prune = now + self._prune_interval
                 if published >= self._batch_size:
-                    continue  # more rows are waiting
+                    self._claim_requested = True  # more rows are waiting
+                    continue
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                    await asyncio.wait_for(
+                        self._wake.wait(), max(next_claim - time.monotonic(), 0.0)
+                    )
         finally:
+            await self._finish_hand_offs()
             await self._close()
+
+    async def _mark_confirmed(self) -> bool:
+        """Record the confirmed hand-offs, each at its confirmation, in one statement;
+        False (and kept for the next try) when the database would not take it."""
+        confirmed, self._confirmed = self._confirmed, []
+        try:
+            await relay_store.mark_each(
+                await self.connection(), [(event.id, at) for event, at in confirmed]
+            )
+        except Exception as exc:  # noqa: BLE001 - the rows are in Kafka; marking waits
+            self._confirmed[:0] = confirmed
+            log.warning("could not mark %d published events: %s", len(confirmed), exc)
+            return False
+        for event, _ in confirmed:
+            self._in_flight.pop(event.id, None)
+        self._count_published(confirmed)
+        return True
+
+    async def _finish_hand_offs(self) -> None:
+        """On the way out: wait for the events in flight (up to the delivery timeout) and
+        mark the confirmed ones; the rest stay for the next start's claim."""
+        pending = [future for _, future in self._in_flight.values() if not future.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=self._delivery_timeout)
+        if self._confirmed:
+            await self._mark_confirmed()
 
     def _retrying(self, state: RetryCallState) -> None:
         beat()  # an attempt ended (bounded by the delivery timeout): not stuck
@@ -163,7 +263,11 @@ class OutboxRelay:
         conn = await self.connection()
         await relay_store.begin(conn)
         try:
-            rows = await relay_store.claim(conn, self._batch_size)
+            claimed = await relay_store.claim(conn, self._batch_size, list(self._in_flight))
+            # A writer may hand a row off while the claim is on its way, and one that comes
+            # after the claim leaves its rows to it (`hand_off`): each row goes out once.
+            rows = [row for row in claimed if row.id not in self._in_flight]
+            self._claimed = {row.id for row in rows}
             results = await self._produce(rows) if rows else []
             delivered_at = datetime.now(UTC)
             delivered = [
@@ -176,9 +280,11 @@ class OutboxRelay:
             with contextlib.suppress(Exception):  # a dead connection has rolled back already
                 await relay_store.rollback(conn)
             raise
+        finally:
+            self._claimed = set()
         if not rows:
             return 0
-        self._count_published(delivered, delivered_at)
+        self._count_published([(row, delivered_at) for row in delivered])
         failed = len(rows) - len(delivered)
         if failed and not delivered:
             # Nothing got through: start the next attempt on a fresh client. An idempotent
@@ -194,24 +300,11 @@ class OutboxRelay:
             raise RelayError(f"{failed} of {len(rows)} events not delivered: {'; '.join(errors)}")
         return len(rows)
 
-    async def _produce(self, rows: list[relay_store.PendingEvent]) -> list[object]:
+    async def _produce(self, rows: list[PendingEvent]) -> list[object]:
         """Produce the claimed rows and wait for every delivery report (an exception in
         place of each row that failed)."""
         producer = self.producer
-        futures = []
-        for row in rows:
-            headers = list(row.headers)
-            # The publish continues the trace of the request that wrote the row.
-            with producer_span(
-                row.topic,
-                headers=headers,
-                context=extract_context(row.headers),
-                key=row.key,
-                event_id=str(row.event_id),
-                event_type=row.event_type,
-                tracer=tracer,
-            ):
-                futures.append(producer.produce(row.topic, row.payload, row.key, headers))
+        futures = [_produce_one(producer, row) for row in rows]
         try:
             return await asyncio.wait_for(
                 asyncio.gather(*futures, return_exceptions=True), self._delivery_timeout
@@ -221,19 +314,19 @@ class OutboxRelay:
             self._discard_producer()
             raise RelayError("no delivery reports within the delivery timeout") from None
 
-    def _count_published(self, rows: list[relay_store.PendingEvent], at: datetime) -> None:
+    def _count_published(self, published: Sequence[tuple[PendingEvent, datetime]]) -> None:
         """The produced/published counters once per topic and type, the lag per event (a
         batch is tens of rows of one or two types under load)."""
-        kinds = Counter((row.topic, row.event_type) for row in rows)
+        kinds = Counter((row.topic, row.event_type) for row, _ in published)
         for (topic, event_type), count in kinds.items():
             self._metrics.messaging.produced.labels(topic, event_type).inc(count)
             self._metrics.outbox.published_events.labels(event_type).inc(count)
         lag = self._metrics.outbox.publish_lag
-        for row in rows:
+        for row, at in published:
             lag.observe(max((at - row.created_at).total_seconds(), 0.0))
 
     def _on_notify(self, *_: object) -> None:
-        self._wake.set()
+        self.wake()
 
     async def _measure_backlog(self, now: datetime) -> None:
         try:
@@ -261,6 +354,21 @@ class OutboxRelay:
                 await self._db.close()
         if self._producer is not None:
             await self._producer.close()
+
+
+def _produce_one(producer: AsyncProducer, row: PendingEvent) -> asyncio.Future[Message]:
+    headers = list(row.headers)
+    # The publish continues the trace of the request that wrote the row.
+    with producer_span(
+        row.topic,
+        headers=headers,
+        context=extract_context(row.headers),
+        key=row.key,
+        event_id=str(row.event_id),
+        event_type=row.event_type,
+        tracer=tracer,
+    ):
+        return producer.produce(row.topic, row.payload, row.key, headers)
 
 
 __all__ = ["OutboxRelay", "PublishError", "RelayError"]

@@ -36,6 +36,9 @@ class TaskApiSettings(SecretFilesMixin, BaseSettings):
     # The relay runs inside the API process unless it is deployed on its own.
     run_relay: bool = True
     relay_batch_size: int = 500
+    # The relay produces a committed change's event at once, from what the write recorded,
+    # instead of claiming it back from the table (docs/performance.md, "Hand-off").
+    relay_hand_off: bool = True
     # Commits wake the relay (in process, or by NOTIFY): the poll is only a safety net.
     relay_poll_interval: timedelta = timedelta(seconds=5)
     relay_max_backoff: timedelta = timedelta(seconds=5)

@@ -10,6 +10,7 @@ from opentelemetry import propagate
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from events.codec import Envelope, encode
+from task_api.db import written
 from task_api.db.models import OutboxEvent
 
 NOTIFY_CHANNEL = "taskflow_outbox"
@@ -25,7 +26,8 @@ def trace_headers(envelope: Envelope[Any]) -> list[list[str]]:
 
 
 async def enqueue(conn: BaseDBAsyncClient, topic: str, key: str, envelope: Envelope[Any]) -> None:
-    """Write the event in the caller's transaction; it is published after commit."""
+    """Write the event in the caller's transaction; the relay claims it after commit."""
+    written.record_unrecorded()
     await OutboxEvent.create(
         using_db=conn,
         event_id=uuid.UUID(envelope.id),

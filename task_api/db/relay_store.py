@@ -15,11 +15,12 @@ import asyncpg
 import orjson
 
 # Rows are claimed oldest first and locked; a row is held back while an older unpublished
-# row of the same key is locked by another relay, so per-task order survives two relays.
+# row of the same key is locked by another relay, or handed off and not yet marked, so
+# per-task order survives two relays. `$2`: the rows this relay has in flight already.
 CLAIM_SQL = """
 WITH claimed AS (
     SELECT id, key FROM outbox
-    WHERE published_at IS NULL
+    WHERE published_at IS NULL AND id <> ALL($2::bigint[])
     ORDER BY id
     LIMIT $1
     FOR UPDATE SKIP LOCKED
@@ -38,6 +39,11 @@ MARK_AND_COMMIT_SQL = (
     "UPDATE outbox SET published_at = '{at}'::timestamptz WHERE id = ANY('{{{ids}}}'::bigint[]);"
     " COMMIT"
 )
+MARK_EACH_SQL = """
+UPDATE outbox SET published_at = marks.at
+FROM unnest($1::bigint[], $2::timestamptz[]) AS marks (id, at)
+WHERE outbox.id = marks.id
+"""
 BACKLOG_SQL = """
 SELECT count(*) AS pending, min(created_at) AS oldest FROM outbox WHERE published_at IS NULL
 """
@@ -57,7 +63,7 @@ class PendingEvent:
     created_at: datetime
 
 
-def _header_pairs(value: Any) -> list[tuple[str, bytes]]:
+def header_pairs(value: Any) -> list[tuple[str, bytes]]:
     pairs = orjson.loads(value) if isinstance(value, str | bytes) else value
     return [(name, text.encode()) for name, text in pairs]
 
@@ -67,9 +73,12 @@ async def begin(conn: asyncpg.Connection) -> None:
     await conn.execute("BEGIN")
 
 
-async def claim(conn: asyncpg.Connection, limit: int) -> list[PendingEvent]:
-    """Lock the next publishable rows (the caller's transaction holds the locks)."""
-    rows = await conn.fetch(CLAIM_SQL, limit)
+async def claim(
+    conn: asyncpg.Connection, limit: int, in_flight: list[int] | None = None
+) -> list[PendingEvent]:
+    """Lock the next publishable rows but those `in_flight` (the caller's transaction holds
+    the locks)."""
+    rows = await conn.fetch(CLAIM_SQL, limit, in_flight or [])
     return [
         PendingEvent(
             id=row["id"],
@@ -78,7 +87,7 @@ async def claim(conn: asyncpg.Connection, limit: int) -> list[PendingEvent]:
             key=row["key"],
             event_type=row["event_type"],
             payload=bytes(row["payload"]),
-            headers=_header_pairs(row["headers"]),
+            headers=header_pairs(row["headers"]),
             created_at=row["created_at"],
         )
         for row in rows
@@ -98,6 +107,12 @@ async def mark_and_commit(conn: asyncpg.Connection, ids: list[int], at: datetime
         return
     ids_text = ",".join(str(int(row_id)) for row_id in ids)
     await conn.execute(MARK_AND_COMMIT_SQL.format(at=at.isoformat(), ids=ids_text))
+
+
+async def mark_each(conn: asyncpg.Connection, published: list[tuple[int, datetime]]) -> None:
+    """Mark rows published, each at its own time, in one autocommit statement."""
+    ids, times = zip(*published, strict=True) if published else ((), ())
+    await conn.execute(MARK_EACH_SQL, list(ids), list(times))
 
 
 async def rollback(conn: asyncpg.Connection) -> None:

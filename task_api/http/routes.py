@@ -17,6 +17,7 @@ from task_api import queries, services
 from task_api.context import task_context
 from task_api.db import outbox
 from task_api.db.models import Task
+from task_api.db.written import collecting
 from task_api.http import idempotency
 from task_api.http.replies import Reply, parse_if_match, state_reply, task_json, task_reply
 from task_api.http.schemas import SnoozeRequest, TaskCreate, TaskListQuery, TaskPatch
@@ -55,7 +56,8 @@ def database() -> BaseDBAsyncClient:
 
 
 async def write(handler: Handler, *, one_statement: bool = False) -> Response:
-    """Run a change in one transaction, honouring `Idempotency-Key`; wake the relay after.
+    """Run a change in one transaction, honouring `Idempotency-Key`; hand what it wrote to
+    the relay after the commit.
 
     A handler that writes with a single statement (`one_statement`: a create, whose task and
     outbox rows go in one INSERT) runs without BEGIN/COMMIT when nothing else joins it: the
@@ -63,10 +65,17 @@ async def write(handler: Handler, *, one_statement: bool = False) -> Response:
     """
     ctx = task_context()
     key = request.headers.get("Idempotency-Key")
-    if one_statement and key is None and not ctx.notify_relays:
-        reply = await handler(database())
-        ctx.on_commit()
-        return reply.to_response()
+    with collecting() as written:
+        if one_statement and key is None and not ctx.notify_relays:
+            reply = await handler(database())
+        else:
+            reply = await _in_transaction(handler, key)
+        ctx.on_commit(written)  # a replay wrote nothing and hands nothing over
+    return reply.to_response()
+
+
+async def _in_transaction(handler: Handler, key: str | None) -> Reply:
+    ctx = task_context()
     user_id = principal().user_id
     async with in_transaction() as conn:
         if key is not None:
@@ -81,14 +90,13 @@ async def write(handler: Handler, *, one_statement: bool = False) -> Response:
                 ctx.idempotency_ttl,
             )
             if replay is not None:
-                return replay.to_response()
+                return replay
         reply = await handler(conn)
         if key is not None:
             await idempotency.store(conn, user_id, key, reply)
         if ctx.notify_relays:
             await outbox.notify_relays(conn)
-    ctx.on_commit()
-    return reply.to_response()
+    return reply
 
 
 @tasks.post("")

@@ -11,6 +11,7 @@ from task_api import erasure
 from task_api.context import task_context
 from task_api.db import outbox
 from task_api.db.erasures import ErasureRecord
+from task_api.db.written import collecting
 from task_api.exceptions import UserNotFound
 from task_api.http.routes import database
 from task_api.http.views import ErasureAccepted, TaskExport
@@ -78,13 +79,14 @@ async def export_me() -> Response:
 
 async def _erase(user_id: str, requested_by: str, *, must_exist: bool) -> ErasureRecord:
     ctx = task_context()
-    async with in_transaction() as conn:
-        record = await erasure.erase_user(
-            conn, ctx.sink, user_id, requested_by, ctx.clock(), must_exist=must_exist
-        )
-        if ctx.notify_relays:
-            await outbox.notify_relays(conn)
-    ctx.on_commit()
+    with collecting() as written:
+        async with in_transaction() as conn:
+            record = await erasure.erase_user(
+                conn, ctx.sink, user_id, requested_by, ctx.clock(), must_exist=must_exist
+            )
+            if ctx.notify_relays:
+                await outbox.notify_relays(conn)
+        ctx.on_commit(written)
     return record
 
 

@@ -21,6 +21,7 @@ from tortoise.transactions import in_transaction
 
 from task_api import idempotency
 from task_api.db import outbox
+from task_api.db.written import collecting
 from task_api.mcp.tools import BY_NAME, Call, Tool
 from task_api.metrics import McpMetrics
 from webapi.problems import ProblemError, field_errors
@@ -91,6 +92,16 @@ async def execute(tool: Tool, call: Call, args: BaseModel) -> dict[str, Any]:
             option=orjson.OPT_SORT_KEYS,
         ),
     )
+    with collecting() as written:
+        result = await _write(tool, call, args, key, request_hash)
+        ctx.on_commit(written)  # a replay wrote nothing and hands nothing over
+    return result
+
+
+async def _write(
+    tool: Tool, call: Call, args: BaseModel, key: str | None, request_hash: str
+) -> dict[str, Any]:
+    ctx = call.ctx
     async with in_transaction() as conn:
         if key is not None:
             replay = await idempotency.claim(
@@ -106,7 +117,6 @@ async def execute(tool: Tool, call: Call, args: BaseModel) -> dict[str, Any]:
             )
         if ctx.notify_relays:
             await outbox.notify_relays(conn)
-    ctx.on_commit()
     return result
 
 

@@ -47,6 +47,8 @@ async def test_complete_is_the_lock_and_one_write(
     async with in_transaction() as conn:
         # The transaction's connection (Tortoise lends it under a lock: not held across).
         async with conn.acquire_connection() as raw:
+            # asyncpg looks up bigint[] (the write returns older ids) once per connection.
+            await raw.fetchval("SELECT '{}'::bigint[]")
             raw.add_query_logger(log)
         completed = await services.complete_task(conn, sink, user, uuid.UUID(task["id"]), 1, now)
         async with conn.acquire_connection() as raw:

@@ -1,0 +1,192 @@
+"""The hand-off against the real database and broker: a committed event goes straight to
+Kafka and costs the relay one statement (its mark); a claim racing the hand-off still sends
+each row once; concurrent changes of one task reach Kafka in version order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+from quart.typing import TestClientProtocol as Client
+
+from events.codec import decode
+from events.kafka import KafkaSettings
+from events.producer import AsyncProducer
+from task_api.db.relay_store import PendingEvent
+from task_api.db.written import Written, WrittenEvent
+from task_api.metrics import TaskMetrics
+from task_api.relay import OutboxRelay
+from tests.integration.task_api.conftest import create, migrated_task_database
+from tests.kafka_helpers import TopicReader
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def relay_db(create_database: Callable[[str], Awaitable[str]]) -> str:
+    return await migrated_task_database(create_database, "hand_off")
+
+
+@pytest.fixture
+async def db(relay_db: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(relay_db)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def relay(relay_db: str, kafka_settings: KafkaSettings) -> AsyncIterator[OutboxRelay]:
+    relay = OutboxRelay(
+        lambda: AsyncProducer(kafka_settings.producer(**{"linger.ms": 0})),
+        relay_db,
+        TaskMetrics.create(CollectorRegistry()),
+        poll_interval=timedelta(minutes=5),  # no safety-net claim inside a test
+    )
+    yield relay
+    relay.stop()
+
+
+async def write_event(conn: asyncpg.Connection, topic: str, key: str) -> PendingEvent:
+    """Commit one outbox row, as a writer would, and return it as the writer records it."""
+    event_id, created_at = uuid.uuid4(), datetime.now(UTC)
+    payload = orjson.dumps({"key": key})
+    row_id = await conn.fetchval(
+        """INSERT INTO outbox (event_id, topic, key, event_type, payload, headers, created_at)
+           VALUES ($1, $2, $3, 'task.created', $4, '[]'::jsonb, $5) RETURNING id""",
+        event_id,
+        topic,
+        key,
+        payload,
+        created_at,
+    )
+    return PendingEvent(row_id, event_id, topic, key, "task.created", payload, [], created_at)
+
+
+async def poll_until(check: Callable[[], Awaitable[bool]], deadline_s: float = 20.0) -> None:
+    end = time.monotonic() + deadline_s
+    while not await check():
+        assert time.monotonic() < end, "condition not reached before the deadline"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_handed_off_event_is_published_and_costs_the_relay_one_statement(
+    relay: OutboxRelay,
+    db: asyncpg.Connection,
+    kafka_settings: KafkaSettings,
+    tasks_topic: TopicReader,
+) -> None:
+    sent: list[str] = []
+    conn = await relay.connection()
+    # asyncpg looks up each array type once per connection: not part of the protocol.
+    await conn.fetchval("SELECT '{}'::bigint[], '{}'::timestamptz[]")
+    conn.add_query_logger(lambda record: sent.append(record.query))
+    running = asyncio.create_task(relay.run())
+    try:
+        # The loop's first claim, at start (BEGIN, claim, COMMIT), finds nothing.
+        async def started() -> bool:
+            return len(sent) >= 3 and not conn.is_in_transaction()
+
+        await poll_until(started)
+        sent.clear()
+        event = await write_event(db, kafka_settings.topics.tasks, "task-a")
+        relay.hand_off(Written(events=[WrittenEvent(event)]))
+
+        async def marked() -> bool:
+            published = await db.fetchval("SELECT published_at FROM outbox WHERE id = $1", event.id)
+            return published is not None
+
+        await poll_until(marked)
+    finally:
+        relay.stop()
+        await running
+    assert len(sent) == 1 and sent[0].lstrip().startswith("UPDATE outbox"), sent
+    messages = await tasks_topic.wait_count(1)
+    assert [m.key() for m in await tasks_topic.settle()] == [b"task-a"]
+    assert messages[0].value() == event.payload
+
+
+async def test_a_claim_racing_the_hand_off_sends_each_row_once(
+    relay: OutboxRelay,
+    db: asyncpg.Connection,
+    kafka_settings: KafkaSettings,
+    tasks_topic: TopicReader,
+) -> None:
+    """Whichever comes first, the claim's answer or the hand-off, the other leaves the row
+    alone: hand the row off after 0 to 11 turns of the loop into a claim, and while the
+    claim that took it is publishing it."""
+    topic = kafka_settings.topics.tasks
+    rows: list[PendingEvent] = []
+    for turns in [*range(12), None, None, None]:
+        event = await write_event(db, topic, f"task-{len(rows)}")
+        rows.append(event)
+        claim = asyncio.create_task(relay.publish_batch())
+        if turns is None:
+            while event.id not in relay._claimed:  # noqa: SLF001 - the claim has the row
+                assert not claim.done()
+                await asyncio.sleep(0)
+        else:
+            for _ in range(turns):
+                await asyncio.sleep(0)
+        relay.hand_off(Written(events=[WrittenEvent(event)]))
+        await claim
+    # Whatever the claim left to the hand-off is marked once its delivery is confirmed.
+    await relay._finish_hand_offs()  # noqa: SLF001 - what the loop does on its way out
+    await relay._close()  # noqa: SLF001
+    await tasks_topic.wait_count(len(rows))
+    keys = sorted(m.key() or b"" for m in await tasks_topic.settle())
+    assert keys == sorted(r.key.encode() for r in rows)
+    unpublished = await db.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+    assert unpublished == 0
+
+
+async def test_concurrent_changes_of_one_task_reach_kafka_once_each_in_version_order(
+    client: Client, auth: dict[str, str], tasks_topic: TopicReader
+) -> None:
+    task = await create(client, auth, title="v1")
+    path = f"/api/v1/tasks/{task['id']}"
+    # Twenty writers queue on the task's row lock; each commit hands its event off while
+    # the one before may still be on its way.
+    replies = await asyncio.gather(
+        *(client.patch(path, json={"title": f"v{n}"}, headers=auth) for n in range(2, 22))
+    )
+    assert all(reply.status_code == 200 for reply in replies)
+    await tasks_topic.wait_count(21)
+    messages = await tasks_topic.settle()
+    versions = [decode(m.value()).data.version for m in messages]  # type: ignore[attr-defined]
+    assert versions == list(range(1, 22))
+
+
+async def test_a_crash_between_delivery_and_mark_leaves_the_row_to_the_next_claim(
+    relay: OutboxRelay,
+    relay_db: str,
+    db: asyncpg.Connection,
+    kafka_settings: KafkaSettings,
+    tasks_topic: TopicReader,
+) -> None:
+    event = await write_event(db, kafka_settings.topics.tasks, "task-crash")
+    relay.hand_off(Written(events=[WrittenEvent(event)]))  # no loop runs: it never marks
+    await tasks_topic.wait_count(1)
+    await relay._close()  # noqa: SLF001 - the process dies here, its marks unwritten
+    assert await db.fetchval("SELECT published_at FROM outbox WHERE id = $1", event.id) is None
+
+    restarted = OutboxRelay(
+        lambda: AsyncProducer(kafka_settings.producer()),
+        relay_db,
+        TaskMetrics.create(CollectorRegistry()),
+    )
+    try:
+        assert await restarted.publish_batch() == 1
+    finally:
+        await restarted._close()  # noqa: SLF001
+    assert await db.fetchval("SELECT published_at FROM outbox WHERE id = $1", event.id)
+    messages = await tasks_topic.wait_count(2)
+    # The same event twice: consumers apply an event id once.
+    assert [m.value() for m in await tasks_topic.settle()] == [event.payload, event.payload]
+    assert len(messages) == 2
