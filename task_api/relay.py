@@ -51,6 +51,8 @@ BACKLOG_GAUGE_INTERVAL = timedelta(seconds=5)
 # Producer overrides for the relay: it already batches (a whole claim is produced before
 # it awaits), so lingering would only add publish lag.
 RELAY_PRODUCER = {"linger.ms": 0}
+# How long after a claim the next writes still go to a claim rather than the hand-off.
+CLAIM_TURN = 0.02
 # The longest the first connection to the broker is waited for (never beyond the delivery
 # timeout, so the heartbeat's allowed silence covers it as it covers a publish).
 WARM_UP_TIMEOUT = 5.0
@@ -91,7 +93,9 @@ class OutboxRelay:
         self._db: asyncpg.Connection | None = None
         # Handed-off rows produced and not yet marked, with the producer each went out on.
         self._in_flight: dict[int, tuple[AsyncProducer, asyncio.Future[Message]]] = {}
-        self._claimed: set[int] = set()  # the claim being published
+        self._claiming = False  # a claim is open: writes wait for the next one
+        self._claimed_until = 0.0  # monotonic: the claim's turn lasts until then
+        self._unconfirmed = 0  # handed-off events waiting for their delivery report
         self._confirmed: list[tuple[PendingEvent, datetime]] = []
 
     @property
@@ -117,17 +121,24 @@ class OutboxRelay:
         """Publish what a transaction has just committed. Call it right after the commit,
         before any await: then one process produces one key's events in commit order.
 
-        An event goes to the producer now when every older unpublished event of its key is
+        An event goes to the producer now when the relay is idle (no claim running, no
+        earlier hand-off unconfirmed) and every older unpublished event of its key is
         already in flight on that same producer (an idempotent producer keeps a key's
         order); otherwise, and for rows written without a record, the claim publishes from
-        the table, in order. A crash before the mark leaves the row to the claim: a repeat,
-        which consumers drop by event id."""
-        claim = written.unrecorded or (bool(written.events) and self._stopping.is_set())
-        if written.events and not self._stopping.is_set():
+        the table, in order. So one change at a time skips the claim's round trips, and
+        under load the claim's batches (one produce request, one mark, for many rows) take
+        over: handing each of hundreds of events a second off alone cost more CPU than it
+        saved (docs/performance.md, "The hand-off"). A crash before the mark leaves the row
+        to the claim: a repeat, which consumers drop by event id."""
+        idle = (
+            not self._claiming
+            and self._unconfirmed == 0
+            and time.monotonic() >= self._claimed_until
+        )
+        claim = written.unrecorded or (bool(written.events) and not idle)
+        if written.events and idle and not self._stopping.is_set():
             producer = self.producer
             for item in written.events:
-                if item.event.id in self._claimed:
-                    continue  # the claim in progress took it: it publishes it in order
                 if all(self._on_its_way(row, producer) for row in item.older):
                     self._send(producer, item.event)
                 else:
@@ -143,9 +154,11 @@ class OutboxRelay:
     def _send(self, producer: AsyncProducer, event: PendingEvent) -> None:
         future = _produce_one(producer, event)
         self._in_flight[event.id] = (producer, future)
+        self._unconfirmed += 1
         future.add_done_callback(partial(self._delivered, event))
 
     def _delivered(self, event: PendingEvent, future: asyncio.Future[Message]) -> None:
+        self._unconfirmed -= 1
         if future.cancelled() or future.exception() is not None:
             del self._in_flight[event.id]
             self._metrics.outbox.publish_failures.inc()
@@ -261,13 +274,20 @@ class OutboxRelay:
 
         Three round trips: BEGIN, the claim, and the mark sent with its COMMIT."""
         conn = await self.connection()
+        self._claiming = True
+        try:
+            return await self._claim_and_publish(conn)
+        finally:
+            self._claiming = False
+            # Writes that come right behind a claim go to the next one: under load the
+            # claims follow each other and batch, and hand-offs wait for a lull.
+            self._claimed_until = time.monotonic() + CLAIM_TURN
+
+    async def _claim_and_publish(self, conn: asyncpg.Connection) -> int:
         await relay_store.begin(conn)
         try:
-            claimed = await relay_store.claim(conn, self._batch_size, list(self._in_flight))
-            # A writer may hand a row off while the claim is on its way, and one that comes
-            # after the claim leaves its rows to it (`hand_off`): each row goes out once.
-            rows = [row for row in claimed if row.id not in self._in_flight]
-            self._claimed = {row.id for row in rows}
+            # Rows handed off are skipped; no hand-off starts while the claim is open.
+            rows = await relay_store.claim(conn, self._batch_size, list(self._in_flight))
             results = await self._produce(rows) if rows else []
             delivered_at = datetime.now(UTC)
             delivered = [
@@ -280,8 +300,6 @@ class OutboxRelay:
             with contextlib.suppress(Exception):  # a dead connection has rolled back already
                 await relay_store.rollback(conn)
             raise
-        finally:
-            self._claimed = set()
         if not rows:
             return 0
         self._count_published([(row, delivered_at) for row in delivered])

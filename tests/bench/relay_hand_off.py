@@ -58,7 +58,7 @@ def _migrate(url: str) -> None:
 
 
 async def _creates(
-    config: Config, broker: LocalBroker, creates: int, gap: float
+    config: Config, broker: LocalBroker, creates: int, gap: float, concurrency: int
 ) -> dict[str, float]:
     app = create_app(config)
     auth = {"Authorization": f"Bearer {issue_token(SECRET, 'bench-user')}"}
@@ -68,18 +68,25 @@ async def _creates(
         for n in range(WARM_UP_CREATES):
             await client.post("/api/v1/tasks", json={"title": f"warm {n}"}, headers=auth)
         await asyncio.sleep(1.0)
+
+        async def writer(count: int) -> None:
+            for n in range(count):
+                reply = await client.post("/api/v1/tasks", json={"title": f"t{n}"}, headers=auth)
+                if reply.status_code != 201:
+                    raise RuntimeError(f"create answered {reply.status_code}")
+                await asyncio.sleep(gap)
+
         before = (_cpu_seconds(me), _postgres_cpu_seconds(), _cpu_seconds(broker_process))
-        for n in range(creates):
-            reply = await client.post("/api/v1/tasks", json={"title": f"t{n}"}, headers=auth)
-            if reply.status_code != 201:
-                raise RuntimeError(f"create answered {reply.status_code}")
-            await asyncio.sleep(gap)
+        started = time.monotonic()
+        await asyncio.gather(*(writer(creates // concurrency) for _ in range(concurrency)))
+        took = time.monotonic() - started
         await asyncio.sleep(0.5)  # the last deliveries and marks
         after = (_cpu_seconds(me), _postgres_cpu_seconds(), _cpu_seconds(broker_process))
     app_ms, pg_ms, broker_ms = (
         (b - a) * 1000 / creates for a, b in zip(before, after, strict=True)
     )
     return {
+        "creates_per_s": round(creates / took, 1),
         "app_ms": round(app_ms, 3),
         "postgres_ms": round(pg_ms, 3),
         "broker_ms": round(broker_ms, 3),
@@ -91,6 +98,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--creates", type=int, default=800)
     parser.add_argument("--gap-ms", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=1, help="writers at once")
     args = parser.parse_args()
     rounds: list[dict[str, Any]] = []
     with postgres_admin_url() as admin, local_broker(partitions=1) as (broker, kafka):
@@ -108,7 +116,7 @@ def main() -> None:
                         auth=AuthSettings(jwt_secret=SECRET),
                     )
                     figures = asyncio.run(
-                        _creates(config, broker, args.creates, args.gap_ms / 1000)
+                        _creates(config, broker, args.creates, args.gap_ms / 1000, args.concurrency)
                     )
                 rounds.append({"round": round_no, "hand_off": hand_off, **figures})
                 print(f"[bench relay_hand_off] {rounds[-1]}", file=sys.stderr, flush=True)
@@ -126,6 +134,7 @@ def main() -> None:
     machine = f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
     print(json.dumps({
         "bench": "relay_hand_off", "creates": args.creates, "gap_ms": args.gap_ms,
+        "concurrency": args.concurrency,
         "rounds": rounds, "median_ratio_hand_off_over_claim": ratios,
         "machine": machine, "date": time.strftime("%Y-%m-%d"),
     }))  # fmt: skip

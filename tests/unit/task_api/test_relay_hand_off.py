@@ -4,6 +4,7 @@ the claim, so a key's events keep their order and each goes out once."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -83,13 +84,14 @@ async def test_an_event_with_nothing_older_goes_out_at_once(
     assert not claim_requested(relay)
 
 
-async def test_an_event_behind_one_in_flight_here_follows_it_on_the_same_producer(
+async def test_while_a_hand_off_waits_for_its_report_the_next_events_go_to_the_claim(
     relay: OutboxRelay, producer: FakeProducer
 ) -> None:
+    # Under load the claim batches them: one produce request and one mark for many rows.
     relay.hand_off(written(WrittenEvent(event(1))))
-    relay.hand_off(written(WrittenEvent(event(2), older=(1,))))
-    assert [value for _, value in producer.sent] == [b"v1", b"v2"]
-    assert not claim_requested(relay)
+    relay.hand_off(written(WrittenEvent(event(2, key="task-2"))))
+    assert [value for _, value in producer.sent] == [b"v1"]
+    assert claim_requested(relay)
 
 
 async def test_a_confirmed_event_still_counts_as_on_its_way_until_marked(
@@ -116,6 +118,8 @@ async def test_an_older_event_on_a_replaced_producer_holds_the_next_back(
     relay: OutboxRelay, producer: FakeProducer
 ) -> None:
     relay.hand_off(written(WrittenEvent(event(1))))
+    producer.futures[0].set_result(object())
+    await asyncio.sleep(0)
     replacement = FakeProducer()
     relay._producer = replacement  # type: ignore[assignment]  # noqa: SLF001 - as after a fatal error
     relay.hand_off(written(WrittenEvent(event(2), older=(1,))))
@@ -123,13 +127,13 @@ async def test_an_older_event_on_a_replaced_producer_holds_the_next_back(
     assert claim_requested(relay)
 
 
-async def test_a_row_the_running_claim_took_is_not_sent_twice(
+async def test_events_committed_while_a_claim_is_open_go_to_the_next_claim(
     relay: OutboxRelay, producer: FakeProducer
 ) -> None:
-    relay._claimed = {5}  # noqa: SLF001 - a claim came back with row 5 and is publishing it
+    relay._claiming = True  # noqa: SLF001 - a claim has its transaction open
     relay.hand_off(written(WrittenEvent(event(5))))
     assert producer.sent == []
-    assert not claim_requested(relay)
+    assert claim_requested(relay)
 
 
 async def test_a_failed_delivery_goes_back_to_the_claim(
@@ -142,6 +146,16 @@ async def test_a_failed_delivery_goes_back_to_the_claim(
     # No longer on its way: the next event of the key waits for the claim too.
     relay.hand_off(written(WrittenEvent(event(2), older=(1,))))
     assert len(producer.sent) == 1
+
+
+async def test_writes_right_behind_a_claim_go_to_the_next_claim(
+    relay: OutboxRelay, producer: FakeProducer
+) -> None:
+    # Under load claims follow each other and batch; hand-offs wait for a lull.
+    relay._claimed_until = time.monotonic() + 60  # noqa: SLF001 - a claim just ended
+    relay.hand_off(written(WrittenEvent(event(1))))
+    assert producer.sent == []
+    assert claim_requested(relay)
 
 
 async def test_rows_written_without_a_record_wake_the_claim(
