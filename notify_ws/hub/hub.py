@@ -57,7 +57,7 @@ class Connection:
 
     __slots__ = ("user_id", "limit", "pending", "drain", "send", "writer", "sender",
                  "handler", "due", "stopping", "close_code", "error", "last_sent",
-                 "unread")  # fmt: skip
+                 "last_queued", "unread")  # fmt: skip
 
     def __init__(self, user_id: str, queue_size: int) -> None:
         self.user_id = user_id
@@ -74,6 +74,7 @@ class Connection:
         self.close_code: int | None = None
         self.error: BaseException | None = None
         self.last_sent = 0
+        self.last_queued = 0  # the highest notification seq queued
         self.unread = 0
 
     @property
@@ -167,14 +168,24 @@ class Hub:
             conn.kick(TRY_AGAIN_LATER)
 
     def publish(self, user_id: str, seq: int, frame: str | Note) -> int:
-        """Queue a notification frame for every connection of `user_id`; returns how many."""
+        """Queue a notification frame for every connection of `user_id` that has not had
+        its seq yet; returns how many.
+
+        The fast path and the Kafka feed both bring this node's notifications: the copy
+        that comes second is dropped here, before it takes a place in the queue (the
+        sender would drop it anyway), so repeats never close a client that keeps up."""
         conns = self._by_user.get(user_id)
         if not conns:
             return 0
         note = frame if isinstance(frame, Note) else Note(frame)
+        queued = 0
         for conn in tuple(conns):
+            if seq <= conn.last_queued or seq <= conn.last_sent:
+                continue
+            conn.last_queued = seq
             self.offer(conn, (NOTE, seq, note))
-        return len(conns)
+            queued += 1
+        return queued
 
     def counts(self, user_id: str, unread: int, last_seq: int) -> None:
         for conn in tuple(self._by_user.get(user_id, ())):

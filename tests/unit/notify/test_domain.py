@@ -131,6 +131,18 @@ async def test_hub_fans_out_and_drops_a_full_queue_with_1013() -> None:
     assert len(hub) == 2
 
 
+async def test_a_repeated_seq_takes_no_place_in_the_queue() -> None:
+    # The fast path and the Kafka feed bring the same notification: a client that keeps up
+    # must not be closed because each frame came twice.
+    hub = Hub(Metrics())
+    conn = Connection("u", 2)
+    hub.register(conn)
+    assert [hub.publish("u", seq, f"f{seq}") for seq in (1, 2, 1, 2)] == [1, 1, 0, 0]
+    assert conn.close_code is None and conn.queued == 2
+    assert hub.publish("u", 3, "f3") == 1  # a new one still finds the queue full
+    assert conn.close_code == TRY_AGAIN_LATER
+
+
 async def test_client_frames_ping_and_errors() -> None:
     session = Session(pool=None, hub=Hub(Metrics()), metrics=Metrics(), clock=None)  # type: ignore[arg-type]
     conn = Connection("u", 4)
