@@ -286,8 +286,10 @@ class OutboxRelay:
     async def _claim_and_publish(self, conn: asyncpg.Connection) -> int:
         await relay_store.begin(conn)
         try:
-            # Rows handed off are skipped; no hand-off starts while the claim is open.
-            rows = await relay_store.claim(conn, self._batch_size, list(self._in_flight))
+            # Rows handed off are on their way already; no hand-off starts while the claim
+            # is open, so each row goes out once.
+            claimed = await relay_store.claim(conn, self._batch_size)
+            rows = [row for row in claimed if row.id not in self._in_flight]
             results = await self._produce(rows) if rows else []
             delivered_at = datetime.now(UTC)
             delivered = [

@@ -15,12 +15,14 @@ import asyncpg
 import orjson
 
 # Rows are claimed oldest first and locked; a row is held back while an older unpublished
-# row of the same key is locked by another relay, or handed off and not yet marked, so
-# per-task order survives two relays. `$2`: the rows this relay has in flight already.
+# row of the same key is locked by another relay, so per-task order survives two relays.
+# (Rows this relay handed off are skipped by the caller, not here: with an exclusion list
+# as a parameter, PostgreSQL's generic plan for the prepared claim took ~180 ms instead of
+# ~4 ms per claim once the table held tens of thousands of rows.)
 CLAIM_SQL = """
 WITH claimed AS (
     SELECT id, key FROM outbox
-    WHERE published_at IS NULL AND id <> ALL($2::bigint[])
+    WHERE published_at IS NULL
     ORDER BY id
     LIMIT $1
     FOR UPDATE SKIP LOCKED
@@ -73,12 +75,9 @@ async def begin(conn: asyncpg.Connection) -> None:
     await conn.execute("BEGIN")
 
 
-async def claim(
-    conn: asyncpg.Connection, limit: int, in_flight: list[int] | None = None
-) -> list[PendingEvent]:
-    """Lock the next publishable rows but those `in_flight` (the caller's transaction holds
-    the locks)."""
-    rows = await conn.fetch(CLAIM_SQL, limit, in_flight or [])
+async def claim(conn: asyncpg.Connection, limit: int) -> list[PendingEvent]:
+    """Lock the next publishable rows (the caller's transaction holds the locks)."""
+    rows = await conn.fetch(CLAIM_SQL, limit)
     return [
         PendingEvent(
             id=row["id"],
