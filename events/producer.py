@@ -115,6 +115,16 @@ class AsyncProducer:
         """Wait for queued messages; returns how many are still undelivered."""
         return int(await asyncio.to_thread(self._producer.flush, timeout))
 
+    def renew(self) -> None:
+        """Go on with a new client: an idempotent librdkafka producer whose messages timed
+        out (a broker that stopped answering) can stay wedged after the broker is back.
+        What is pending on the old one fails now (callers re-send from their database)."""
+        old = self._producer
+        self._producer = Producer(self._config)  # the poll thread polls the new one
+        self._fatal = None
+        self._fail_pending("producer renewed")
+        old.purge()
+
     def abandon(self) -> None:
         """Stop polling without flushing: for a client being replaced after a failure."""
         self._running = False

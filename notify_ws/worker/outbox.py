@@ -132,6 +132,10 @@ class Publisher:
         results = await asyncio.gather(*futures, return_exceptions=True)
         self._count(payloads, results)
         confirmed = [n.id for n, r in zip(notes, results, strict=True) if isinstance(r, Message)]
+        if not confirmed:
+            # Nothing got through: the next publish starts on a fresh client (a producer
+            # whose messages timed out while the broker was unreachable can stay wedged).
+            self._producer.renew()
         if len(confirmed) < len(notes):
             log.warning("%d notification.created not confirmed; the sweep will retry",
                         len(notes) - len(confirmed))  # fmt: skip

@@ -58,3 +58,24 @@ async def test_broker_that_forgot_us_fails_fast_and_a_new_producer_delivers() ->
     finally:
         await producer.close()
         broker.stop()
+
+
+async def test_after_a_frozen_broker_a_renewed_producer_delivers() -> None:
+    port = free_port()
+    broker = start_broker(port, die_with_parent=True)
+    settings = KafkaSettings(bootstrap=broker.bootstrap, topic_namespace=f"z{port}.")
+    settings = settings.with_extra(**{"message.timeout.ms": "2000"})
+    ensure_topics(settings)
+    producer = AsyncProducer(settings.producer())
+    try:
+        await producer.produce(settings.topics.tasks, b"1", "k")
+        broker.freeze()  # unreachable, as in the chaos suite's broker-freeze
+        with pytest.raises(PublishError):
+            await producer.produce(settings.topics.tasks, b"2", "k")
+        broker.thaw()
+        producer.renew()
+        delivered = await producer.produce(settings.topics.tasks, b"3", "k")
+        assert delivered.error() is None and delivered.value() == b"3"
+    finally:
+        await producer.close()
+        broker.stop()

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Message
 
+from events.errors import PublishError
 from events.topics import Topics
 from notify_ws.db.notifications import Notification
 from notify_ws.worker.outbox import Publisher
@@ -99,3 +100,26 @@ async def test_a_failed_update_keeps_its_marks_for_the_next_flush() -> None:
     await publisher.created([_note(3)])
     await publisher.flush_marks()
     assert pool.updates[-1] == [uuid.UUID(int=2), uuid.UUID(int=3)]
+
+
+class TimingOutProducer:
+    """Every delivery times out, as after a broker stopped answering; counts renewals."""
+
+    def __init__(self) -> None:
+        self.renewed = 0
+
+    def produce(self, topic: str, value: bytes, key: bytes, headers: Any) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_exception(PublishError("Local: Message timed out"))
+        return future
+
+    def renew(self) -> None:
+        self.renewed += 1
+
+
+async def test_a_batch_with_nothing_confirmed_renews_the_producer() -> None:
+    pool, producer = RecordingPool(), TimingOutProducer()
+    publisher = Publisher(producer, Topics(), "/n", pool, FixedClock())  # type: ignore[arg-type]
+    await publisher.created([_note(1), _note(2)])
+    assert producer.renewed == 1  # a wedged idempotent client would never recover
+    assert pool.updates == []  # nothing marked: the sweep re-sends both
