@@ -276,6 +276,7 @@ class OutboxRelay:
         conn = await self.connection()
         self._claiming = True
         try:
+            await self._settle_hand_offs()
             return await self._claim_and_publish(conn)
         finally:
             self._claiming = False
@@ -283,13 +284,36 @@ class OutboxRelay:
             # claims follow each other and batch, and hand-offs wait for a lull.
             self._claimed_until = time.monotonic() + CLAIM_TURN
 
+    async def _settle_hand_offs(self) -> None:
+        """Wait for the delivery report of every event handed off before claiming.
+
+        A claim must not send a key's next event while the one handed off before it may
+        still fail: the claim's retry of the older one would then land after it. (A broker
+        down for longer than the message timeout did just that: the hand-off timed out
+        before the broker came back, the claimed events behind it went through.) No report
+        within the delivery timeout means a wedged client: replacing it fails what it
+        holds, and this claim sends those rows again, first."""
+        pending = [future for _, future in self._in_flight.values() if not future.done()]
+        if not pending:
+            return
+        _, unreported = await asyncio.wait(pending, timeout=self._delivery_timeout)
+        if unreported:
+            self._discard_producer()
+
+    def _delivered_by_hand_off(self, row_id: int) -> bool:
+        sent = self._in_flight.get(row_id)
+        if sent is None or not sent[1].done():
+            return False
+        return not sent[1].cancelled() and sent[1].exception() is None
+
     async def _claim_and_publish(self, conn: asyncpg.Connection) -> int:
         await relay_store.begin(conn)
         try:
-            # Rows handed off are on their way already; no hand-off starts while the claim
-            # is open, so each row goes out once.
+            # Rows handed off are in Kafka already (every hand-off has its report by now);
+            # no hand-off starts while the claim is open, so each row goes out once. One
+            # whose delivery failed is sent again here, before the rest of its key.
             claimed = await relay_store.claim(conn, self._batch_size)
-            rows = [row for row in claimed if row.id not in self._in_flight]
+            rows = [row for row in claimed if not self._delivered_by_hand_off(row.id)]
             results = await self._produce(rows) if rows else []
             delivered_at = datetime.now(UTC)
             delivered = [

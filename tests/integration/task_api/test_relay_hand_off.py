@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from quart.typing import TestClientProtocol as Client
 
 from events.codec import decode
+from events.errors import PublishError
 from events.kafka import KafkaSettings
 from events.producer import AsyncProducer
 from task_api.db.relay_store import PendingEvent
@@ -187,3 +188,71 @@ async def test_a_crash_between_delivery_and_mark_leaves_the_row_to_the_next_clai
     # The same event twice: consumers apply an event id once.
     assert [m.value() for m in await tasks_topic.settle()] == [event.payload, event.payload]
     assert len(messages) == 2
+
+
+class FirstMessageHeld:
+    """A real producer that never reports on its first message: a client wedged with one
+    hand-off in it. Replacing it (`abandon`) fails that message, as the real one does."""
+
+    fatal_error = None
+
+    def __init__(self, real: AsyncProducer) -> None:
+        self.real = real
+        self.held: asyncio.Future[object] | None = None
+
+    def produce(
+        self, topic: str, value: bytes, key: str, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[object]:
+        if self.held is None:
+            self.held = asyncio.get_running_loop().create_future()
+            return self.held
+        return self.real.produce(topic, value, key, headers)  # type: ignore[return-value]
+
+    def abandon(self) -> None:
+        if self.held is not None and not self.held.done():
+            self.held.set_exception(PublishError("producer abandoned"))
+        self.real.abandon()
+
+    async def close(self) -> None:
+        await self.real.close()
+
+
+async def test_the_claim_waits_for_an_unreported_hand_off_before_the_next_event_of_its_key(
+    relay_db: str,
+    db: asyncpg.Connection,
+    kafka_settings: KafkaSettings,
+    tasks_topic: TopicReader,
+) -> None:
+    """A claim that sent event 2 while event 1 (handed off) could still fail would let the
+    retry of 1 land after 2: with the broker down past the message timeout, the hand-off
+    timed out and the claimed events behind it went through when the broker came back."""
+    clients: list[object] = []
+
+    def producers() -> AsyncProducer:
+        real = AsyncProducer(kafka_settings.producer(**{"linger.ms": 0}))
+        client = FirstMessageHeld(real) if not clients else real
+        clients.append(client)
+        return client  # type: ignore[return-value]
+
+    relay = OutboxRelay(
+        producers,
+        relay_db,
+        TaskMetrics.create(CollectorRegistry()),
+        poll_interval=timedelta(minutes=5),
+        delivery_timeout=timedelta(seconds=2),
+    )
+    topic = kafka_settings.topics.tasks
+    first = await write_event(db, topic, "task-held")
+    relay.hand_off(Written(events=[WrittenEvent(first)]))  # held: no report comes
+    second = await write_event(db, topic, "task-held")
+    try:
+        # The claim waits the delivery timeout out, replaces the wedged client (failing
+        # the hand-off) and sends both rows, the older first.
+        assert await relay.publish_batch() == 2
+    finally:
+        await relay._close()  # noqa: SLF001
+    assert len(clients) == 2
+    await tasks_topic.wait_count(2)
+    assert [m.value() for m in await tasks_topic.settle()] == [first.payload, second.payload]
+    unpublished = await db.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+    assert unpublished == 0
