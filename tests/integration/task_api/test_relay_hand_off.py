@@ -256,3 +256,53 @@ async def test_the_claim_waits_for_an_unreported_hand_off_before_the_next_event_
     assert [m.value() for m in await tasks_topic.settle()] == [first.payload, second.payload]
     unpublished = await db.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
     assert unpublished == 0
+
+
+async def test_confirmations_within_the_mark_delay_share_one_statement(
+    relay_db: str, db: asyncpg.Connection, kafka_settings: KafkaSettings
+) -> None:
+    """At one change at a time each hand-off is confirmed alone; its mark waits for the
+    delay so that one UPDATE marks them all (no claim runs: the safety-net poll is far)."""
+    relay = OutboxRelay(
+        lambda: AsyncProducer(kafka_settings.producer(**{"linger.ms": 0})),
+        relay_db,
+        TaskMetrics.create(CollectorRegistry()),
+        poll_interval=timedelta(minutes=5),
+        mark_delay=timedelta(seconds=5),
+    )
+    sent: list[str] = []
+    conn = await relay.connection()
+    await conn.fetchval("SELECT '{}'::bigint[], '{}'::timestamptz[]")  # array types, once
+    running = asyncio.create_task(relay.run())
+    try:
+        # The loop's first claim, at start (BEGIN, claim, COMMIT), finds nothing.
+        conn.add_query_logger(lambda record: sent.append(record.query))
+
+        async def started() -> bool:
+            return len(sent) >= 3 and not conn.is_in_transaction()
+
+        await poll_until(started)
+        sent.clear()
+        events = []
+        for n in range(3):
+            event = await write_event(db, kafka_settings.topics.tasks, f"task-mark-{n}")
+            relay.hand_off(Written(events=[WrittenEvent(event)]))
+            events.append(event)
+
+            async def confirmed(count: int = n + 1) -> bool:
+                return len(relay._confirmed) == count  # noqa: SLF001 - confirmed, unmarked
+
+            await poll_until(confirmed)
+        unmarked = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+        assert await db.fetchval(unmarked) == 3
+
+        async def marked() -> bool:
+            return await db.fetchval(unmarked) == 0
+
+        await poll_until(marked)
+    finally:
+        relay.stop()
+        await running
+    # (The backlog gauge may have been read meanwhile: every few seconds, not per event.)
+    marks = [query for query in sent if query.lstrip().startswith("UPDATE outbox")]
+    assert len(marks) == 1, sent
