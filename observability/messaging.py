@@ -7,6 +7,7 @@ messaging and CloudEvents semantic conventions.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeAlias
@@ -31,6 +32,10 @@ _TRACER_NAME = "taskflow.messaging"
 _default_tracer = trace.get_tracer(_TRACER_NAME)
 
 
+# A version-00 W3C traceparent with valid (non-zero) ids; the group is its flags.
+_TRACEPARENT = re.compile(rb"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-([0-9a-f]{2})")
+
+
 def _unsampled_parent(context: Context | None) -> Span | None:
     """The parent span when it is valid but not sampled and the shipped sampler would drop
     any child of it (`skip_unsampled_children`); None when a span must be started."""
@@ -39,6 +44,21 @@ def _unsampled_parent(context: Context | None) -> Span | None:
     parent = trace.get_current_span(context)
     ctx = parent.get_span_context()
     return parent if ctx.is_valid and not ctx.trace_flags.sampled else None
+
+
+def carries_unsampled_parent(headers: Sequence[tuple[str, bytes]]) -> bool:
+    """Whether these Kafka headers carry a W3C `traceparent` whose 'sampled' flag is off,
+    under the shipped sampler (`skip_unsampled_children`): a producer span of it would be
+    dropped and injecting would write the same headers again, so they can go out as they
+    are. Read with one regular expression, no context built; False when there is no such
+    header or it is not a valid version-00 one (the full path decides then)."""
+    if not skip_unsampled_children():
+        return False
+    for name, value in headers:
+        if name == "traceparent":
+            match = _TRACEPARENT.fullmatch(value)
+            return match is not None and not int(match[1], 16) & 1
+    return False
 
 
 @contextmanager

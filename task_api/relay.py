@@ -36,7 +36,7 @@ from tenacity import (
 
 from events.errors import PublishError
 from events.producer import AsyncProducer
-from observability.messaging import producer_span
+from observability.messaging import carries_unsampled_parent, producer_span
 from observability.propagation import extract_context
 from runtime.heartbeat import beat
 from task_api.db import outbox, relay_store
@@ -418,6 +418,10 @@ class OutboxRelay:
 
 def _produce_one(producer: AsyncProducer, row: PendingEvent) -> asyncio.Future[Message]:
     headers = list(row.headers)
+    if carries_unsampled_parent(headers):
+        # 9 requests in 10 under the shipped sampling: the headers the request wrote are
+        # the ones to send, and parsing them into a context cost ~3 % of the service's CPU.
+        return producer.produce(row.topic, row.payload, row.key, headers)
     # The publish continues the trace of the request that wrote the row.
     with producer_span(
         row.topic,

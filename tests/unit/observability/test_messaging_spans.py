@@ -5,8 +5,14 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind, StatusCode
 
-from observability.messaging import consumer_span, producer_span, websocket_send_span
+from observability.messaging import (
+    carries_unsampled_parent,
+    consumer_span,
+    producer_span,
+    websocket_send_span,
+)
 from observability.propagation import context_from_traceparent, current_traceparent
+from observability.tracing import skip_unsampled_children
 
 
 def test_producer_then_consumer_is_one_trace(spans: InMemorySpanExporter) -> None:
@@ -113,3 +119,42 @@ def test_an_unsampled_trace_stays_unsampled_through_every_hop(
     assert inside_send == forwarded == UNSAMPLED
     assert dict(further)["traceparent"].decode() == UNSAMPLED
     assert current_traceparent() is None  # the parent was current only inside the blocks
+
+
+TRACE_ID, SPAN_ID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+
+
+@pytest.mark.parametrize(
+    ("headers", "unsampled"),
+    [
+        ([("traceparent", f"00-{TRACE_ID}-{SPAN_ID}-00".encode())], True),
+        ([("ce_type", b"x"), ("traceparent", f"00-{TRACE_ID}-{SPAN_ID}-02".encode())], True),
+        ([("traceparent", f"00-{TRACE_ID}-{SPAN_ID}-01".encode())], False),
+        ([("traceparent", f"00-{TRACE_ID}-{SPAN_ID}-03".encode())], False),
+        ([("traceparent", f"00-{'0' * 32}-{SPAN_ID}-00".encode())], False),  # invalid id
+        ([("traceparent", f"00-{TRACE_ID}-{'0' * 16}-00".encode())], False),
+        ([("traceparent", f"01-{TRACE_ID}-{SPAN_ID}-00-extra".encode())], False),  # other version
+        ([("traceparent", b"garbage")], False),
+        ([("ce_type", b"com.taskflow.task.created")], False),  # no parent: a root may be sampled
+        ([], False),
+    ],
+)
+def test_only_a_valid_unsampled_traceparent_lets_headers_skip_the_producer_span(
+    headers: list[tuple[str, bytes]], unsampled: bool
+) -> None:
+    assert skip_unsampled_children()  # the unit tier runs the shipped sampler
+    assert carries_unsampled_parent(headers) is unsampled
+
+
+def test_passing_unsampled_headers_through_sends_what_the_full_path_would(
+    spans: InMemorySpanExporter,
+) -> None:
+    row = [("traceparent", f"00-{TRACE_ID}-{SPAN_ID}-00".encode()), ("ce_type", b"x")]
+    assert carries_unsampled_parent(row)
+    injected = list(row)
+    with producer_span(
+        "taskflow.tasks", headers=injected, context=context_from_traceparent(row[0][1].decode())
+    ):
+        pass
+    assert sorted(injected) == sorted(row)
+    assert spans.get_finished_spans() == ()
