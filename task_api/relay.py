@@ -313,6 +313,7 @@ class OutboxRelay:
         if not pending:
             return
         _, unreported = await asyncio.wait(pending, timeout=self._delivery_timeout)
+        beat()  # a wait bounded by the delivery timeout ended; the claim's own comes next
         if unreported:
             self._discard_producer()
 
