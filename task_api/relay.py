@@ -268,9 +268,7 @@ class OutboxRelay:
     async def _finish_hand_offs(self) -> None:
         """On the way out: wait for the events in flight (up to the delivery timeout) and
         mark the confirmed ones; the rest stay for the next start's claim."""
-        pending = [future for _, future in self._in_flight.values() if not future.done()]
-        if pending:
-            await asyncio.wait(pending, timeout=self._delivery_timeout)
+        await self._hand_off_reports()
         if self._confirmed:
             await self._mark_confirmed()
 
@@ -309,13 +307,18 @@ class OutboxRelay:
         before the broker came back, the claimed events behind it went through.) No report
         within the delivery timeout means a wedged client: replacing it fails what it
         holds, and this claim sends those rows again, first."""
+        if not await self._hand_off_reports():
+            self._discard_producer()
+        beat()  # a wait bounded by the delivery timeout ended; the claim's own comes next
+
+    async def _hand_off_reports(self) -> bool:
+        """Wait (up to the delivery timeout) for the delivery report of every hand-off
+        still waiting for one; False when some did not come."""
         pending = [future for _, future in self._in_flight.values() if not future.done()]
         if not pending:
-            return
+            return True
         _, unreported = await asyncio.wait(pending, timeout=self._delivery_timeout)
-        beat()  # a wait bounded by the delivery timeout ended; the claim's own comes next
-        if unreported:
-            self._discard_producer()
+        return not unreported
 
     def _delivered_by_hand_off(self, row_id: int) -> bool:
         sent = self._in_flight.get(row_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.broker import ensure_topics, free_port, start_broker
+from deploy.broker import LocalBroker, ensure_topics, free_port, start_broker
 from events.errors import PublishError
 from events.kafka import KafkaSettings
 from events.producer import AsyncProducer
@@ -28,12 +28,19 @@ async def test_delivery_future_and_headers_round_trip(kafka_settings: KafkaSetti
         await producer.close()
 
 
-async def test_broker_that_forgot_us_fails_fast_and_a_new_producer_delivers() -> None:
+def own_broker(prefix: str) -> tuple[int, LocalBroker, KafkaSettings]:
+    """A broker for one test to stop, freeze or restart (its port, the broker, settings
+    whose messages time out after 2 s), with the topics created."""
     port = free_port()
     broker = start_broker(port, die_with_parent=True)
-    settings = KafkaSettings(bootstrap=broker.bootstrap, topic_namespace=f"f{port}.")
+    settings = KafkaSettings(bootstrap=broker.bootstrap, topic_namespace=f"{prefix}{port}.")
     settings = settings.with_extra(**{"message.timeout.ms": "2000"})
     ensure_topics(settings)
+    return port, broker, settings
+
+
+async def test_broker_that_forgot_us_fails_fast_and_a_new_producer_delivers() -> None:
+    port, broker, settings = own_broker("f")
     producer = AsyncProducer(settings.producer())
     try:
         await producer.produce(settings.topics.tasks, b"1", "k")
@@ -61,11 +68,7 @@ async def test_broker_that_forgot_us_fails_fast_and_a_new_producer_delivers() ->
 
 
 async def test_after_a_frozen_broker_a_renewed_producer_delivers() -> None:
-    port = free_port()
-    broker = start_broker(port, die_with_parent=True)
-    settings = KafkaSettings(bootstrap=broker.bootstrap, topic_namespace=f"z{port}.")
-    settings = settings.with_extra(**{"message.timeout.ms": "2000"})
-    ensure_topics(settings)
+    _, broker, settings = own_broker("z")
     producer = AsyncProducer(settings.producer())
     try:
         await producer.produce(settings.topics.tasks, b"1", "k")
