@@ -1,7 +1,8 @@
 """Benchmark of the notification hub and worker; prints two JSON lines.
 
 Line 1 (hub): one hub process (`taskflow serve notify`, worker and dispatcher off) on a
-Tansu broker and Postgres; N WebSocket clients in separate processes (one user each);
+Tansu broker and Postgres; N WebSocket clients in separate processes (one user each; a lean
+client, tests/bench/_ws_client.py, so the load generator leaves the cores to the hub);
 `notification.created` messages produced straight to `taskflow.notifications`:
   - connections held and hub RSS per connection,
   - delivered notification frames/s for a burst of B notifications,
@@ -40,6 +41,7 @@ from typing import Any
 import asyncpg
 import orjson
 import psutil
+from confluent_kafka import Producer
 
 from deploy.broker import ensure_topics, free_port, start_broker
 from events.codec import Envelope, encode
@@ -49,6 +51,11 @@ from events.producer import AsyncProducer
 from notify_ws.db.migrate import migrate
 from runtime.database import drop_database, ensure_database
 from webapi.auth import issue_token
+
+if __package__:  # python -m tests.bench.ws_hub
+    from tests.bench._ws_client import ClientProtocol, connect
+else:  # python tests/bench/ws_hub.py: this folder is on sys.path
+    from _ws_client import ClientProtocol, connect  # type: ignore[no-redef]
 
 SECRET = "bench-secret-0123456789abcdef0123456789"
 ADMIN = os.environ.get(
@@ -104,43 +111,35 @@ def client_main(port: int, users: list[str], conn: Any) -> None:
 
 
 async def _clients(port: int, users: list[str], pipe: Any) -> None:
-    import websockets
-
     latencies: list[float] = []
     received = frames = 0
     first = last = 0.0
     measuring = False
-    sockets: list[Any] = []
+    sockets: list[ClientProtocol] = []
 
-    async def reader(ws: Any) -> None:
+    def on_message(raw: bytes) -> None:
         nonlocal received, first, last, frames
-        async for raw in ws:
-            frames += 1
-            if '"notification"' not in raw[:30]:
-                continue
-            now = time.time()
-            received += 1
-            if not first:
-                first = now
-            last = now
-            if measuring:
-                created = orjson.loads(raw)["notification"]["created_at"]
-                latencies.append(now - datetime.fromisoformat(created).timestamp())
+        frames += 1
+        if b'"notification"' not in raw[:30]:
+            return
+        now = time.time()
+        received += 1
+        if not first:
+            first = now
+        last = now
+        if measuring:
+            created = orjson.loads(raw)["notification"]["created_at"]
+            latencies.append(now - datetime.fromisoformat(created).timestamp())
 
     sem = asyncio.Semaphore(64)
 
     async def open_one(user: str) -> None:
         async with sem:
             token = issue_token(SECRET, user)
-            ws = await websockets.connect(
-                f"ws://127.0.0.1:{port}/ws?token={token}", ping_interval=None,
-                max_queue=None, open_timeout=60,  # offers deflate, as browsers do
-            )  # fmt: skip
-            await ws.recv()  # unread_count
-            sockets.append(ws)
+            # The first message (unread_count) is the hub's welcome; `connect` waits for it.
+            sockets.append(await connect("127.0.0.1", port, f"/ws?token={token}", on_message))
 
     await asyncio.gather(*(open_one(u) for u in users))
-    tasks = [asyncio.create_task(reader(ws)) for ws in sockets]
     pipe.send(("connected", len(sockets)))
     loop = asyncio.get_running_loop()
     while True:
@@ -155,9 +154,9 @@ async def _clients(port: int, users: list[str], pipe: Any) -> None:
         elif cmd == "report":
             pipe.send((received, first, last, latencies, frames))
         elif cmd == "stop":
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+            for ws in sockets:
+                ws.close()
+            await asyncio.wait([ws.closed for ws in sockets], timeout=30)
             pipe.send("bye")
             return
 
@@ -194,6 +193,36 @@ async def produce(
         elif i % 1000 == 999:
             await asyncio.sleep(0)
     await asyncio.gather(*futures)
+
+
+def burst_messages(users: list[str], seqs: dict[str, int], count: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) of `count` notifications round-robin over `users`."""
+    out = []
+    for i in range(count):
+        user = users[i % len(users)]
+        seqs[user] += 1
+        out.append((user.encode(), created(user, seqs[user])))
+    return out
+
+
+def produce_burst(conf: dict[str, Any], topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    """Hand pre-encoded messages to librdkafka as fast as it takes them, then wait for all.
+
+    The burst measures the hub: encoding each message and a future per delivery (what the
+    services' `AsyncProducer` does) cost the bench ~50 µs a message on the cores the hub
+    shares, enough to set the delivered rate."""
+    producer = Producer(conf)
+    headers = [("ce_type", b"notification.created")]
+    for key, value in messages:
+        while True:
+            try:
+                producer.produce(topic, value, key, headers=headers)
+                break
+            except BufferError:  # librdkafka's queue is full: let it drain
+                producer.poll(0.01)
+    left = producer.flush(60)
+    if left:
+        raise RuntimeError(f"{left} burst messages not delivered within 60 s")
 
 
 def ask(pipes: list[Any], cmd: str) -> list[Any]:
@@ -282,9 +311,13 @@ async def hub_phase(
         # Throughput: a burst spread over every connected user.
         ask(pipes, "reset")
         progress(f"burst of {args.burst} notifications")
+        burst = burst_messages(users, seqs, args.burst)  # encoded before the clock starts
         t_burst = time.time()
         cpu_burst = sum(proc.cpu_times()[:2])
-        await produce(producer, topic, users, seqs, args.burst, None)
+        clients = [psutil.Process(w.pid) for w in workers]
+        clients_burst = sum(sum(c.cpu_times()[:2]) for c in clients)
+        machine_burst = psutil.cpu_times()
+        await asyncio.to_thread(produce_burst, kafka.producer(**{"linger.ms": 5}), topic, burst)
         reports = await wait_received(pipes, args.burst, 120)
         got = sum(r[0] for r in reports)
         last = max(r[2] for r in reports if r[2]) if got else t_burst
@@ -293,6 +326,11 @@ async def hub_phase(
         # The hub shares 2 cores with the producer and the clients: its CPU per frame says
         # what one hub process could deliver with the cores to itself.
         burst_cpu = sum(proc.cpu_times()[:2]) - cpu_burst
+        # The load generator's share of the cores: the first thing to look at when the
+        # delivered rate is below what the hub's CPU per frame allows.
+        clients_cpu = sum(sum(c.cpu_times()[:2]) for c in clients) - clients_burst
+        machine = psutil.cpu_times()
+        machine_busy = (machine.user + machine.system) - (machine_burst.user + machine_burst.system)
         progress(f"burst: {got} frames at {throughput:,.0f}/s; hub CPU {burst_cpu:.1f}s")
 
         # Latency: R/s over the first L users for D seconds.
@@ -316,6 +354,8 @@ async def hub_phase(
             "delivered_msgs_per_s": round(throughput),
             "delivered_frames_per_s_incl_unread_count": round(all_frames),
             "burst_hub_cpu_seconds": round(burst_cpu, 2),
+            "burst_client_cpu_seconds": round(clients_cpu, 2),
+            "burst_machine_cores_busy": round(machine_busy / max(last - t_burst, 1e-9), 2),
             "hub_cpu_us_per_notification_frame": round(burst_cpu / max(got, 1) * 1e6, 1),
             "notification_frames_per_hub_cpu_second": round(got / max(burst_cpu, 1e-9)),
             "latency_users": len(lat_users),
