@@ -7,8 +7,9 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import pytest
 from opentelemetry import trace
+from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor, _hydrate_span_from_args
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode
 
 from observability.db import instrument_asyncpg
 
@@ -61,3 +62,31 @@ async def test_no_client_span_under_an_unsampled_parent(
         await conn.close()
     (client,) = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CLIENT]
     assert client.name == "SELECT" and client.parent is not None
+
+
+async def test_statement_spans_carry_what_the_instrumentation_would(
+    spans: InMemorySpanExporter, create_database: Callable[[str], Awaitable[str]]
+) -> None:
+    """The lean Connection wrapper (`observability.db.statement_spans`) gives each span the
+    attributes the OpenTelemetry instrumentation computes, names it by the statement's first
+    word (after a leading comment) and marks a failed statement as an error."""
+    url = await create_database("obs_lean")
+    instrument_asyncpg()
+    conn = await asyncpg.connect(url)
+    query = "/* from the bench */ SELECT $1::int"
+    try:
+        with trace.get_tracer("t").start_as_current_span("request"):
+            assert await conn.fetchval(query, 7) == 7
+            with pytest.raises(asyncpg.UndefinedTableError):
+                await conn.execute("DELETE FROM missing_table")
+        mode = AsyncPGInstrumentor()._semconv_opt_in_mode  # type: ignore[no-untyped-call]
+        expected = _hydrate_span_from_args(conn, query, None, mode)
+    finally:
+        await conn.close()
+    select, delete = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CLIENT]
+    assert select.name == "SELECT"
+    assert dict(select.attributes or {}) == expected
+    assert select.status.status_code is StatusCode.UNSET
+    assert delete.name == "DELETE"
+    assert delete.status.status_code is StatusCode.ERROR
+    assert (delete.attributes or {}).get("error.type") == "UndefinedTableError"
