@@ -185,6 +185,11 @@ class ClientProtocol(asyncio.Protocol):
             self._closing = True
             self._send(client_frame(0x8, struct.pack("!H", 1000)))
 
+    def abort(self) -> None:
+        """Drop the connection without the closing handshake."""
+        if self._transport is not None:
+            self._transport.abort()
+
     def _send(self, frame: bytes) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(frame)
@@ -213,5 +218,9 @@ async def connect(
     _, protocol = await loop.create_connection(
         lambda: ClientProtocol(host, port, path, on_message), host, port
     )
-    await asyncio.wait_for(asyncio.shield(protocol.opened), timeout)
+    try:
+        await asyncio.wait_for(asyncio.shield(protocol.opened), timeout)
+    except BaseException:
+        protocol.abort()
+        raise
     return protocol
