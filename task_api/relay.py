@@ -127,6 +127,16 @@ class OutboxRelay:
         self._claim_requested = True
         self._wake.set()
 
+    @property
+    def idle(self) -> bool:
+        """No claim open or within its turn, no hand-off waiting for its report: a hand-off
+        now goes straight to the producer."""
+        return (
+            not self._claiming
+            and self._unconfirmed == 0
+            and time.monotonic() >= self._claimed_until
+        )
+
     def hand_off(self, written: Written) -> None:
         """Publish what a transaction has just committed. Call it right after the commit,
         before any await: then one process produces one key's events in commit order.
@@ -140,11 +150,7 @@ class OutboxRelay:
         over: handing each of hundreds of events a second off alone cost more CPU than it
         saved (docs/performance.md, "The hand-off"). A crash before the mark leaves the row
         to the claim: a repeat, which consumers drop by event id."""
-        idle = (
-            not self._claiming
-            and self._unconfirmed == 0
-            and time.monotonic() >= self._claimed_until
-        )
+        idle = self.idle
         claim = written.unrecorded or (bool(written.events) and not idle)
         if written.events and idle and not self._stopping.is_set():
             producer = self.producer

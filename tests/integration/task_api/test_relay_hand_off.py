@@ -20,7 +20,7 @@ from events.codec import decode
 from events.errors import PublishError
 from events.kafka import KafkaSettings
 from events.producer import AsyncProducer
-from task_api.db.relay_store import PendingEvent
+from task_api.db.relay_store import PRUNE_KEYS_SQL, PendingEvent
 from task_api.db.written import Written, WrittenEvent
 from task_api.metrics import TaskMetrics
 from task_api.relay import OutboxRelay
@@ -77,6 +77,21 @@ async def poll_until(check: Callable[[], Awaitable[bool]], deadline_s: float = 2
         await asyncio.sleep(0.02)
 
 
+def first_round_over(
+    relay: OutboxRelay, conn: asyncpg.Connection, sent: list[str]
+) -> Callable[[], Awaitable[bool]]:
+    """Whether the relay's first round is over and it waits: the claim at start, the backlog
+    gauge and the prune (its last statement) are done, and the claim's turn has passed, so
+    a hand-off goes straight to the producer. Waiting for the claim's statements alone raced
+    both: a CI run saw the hand-off land inside the claim's turn and be claimed."""
+
+    async def over() -> bool:
+        pruned = any(query.startswith(PRUNE_KEYS_SQL) for query in sent)
+        return pruned and not conn.is_in_transaction() and relay.idle
+
+    return over
+
+
 async def test_a_handed_off_event_is_published_and_costs_the_relay_one_statement(
     relay: OutboxRelay,
     db: asyncpg.Connection,
@@ -91,10 +106,7 @@ async def test_a_handed_off_event_is_published_and_costs_the_relay_one_statement
     running = asyncio.create_task(relay.run())
     try:
         # The loop's first claim, at start (BEGIN, claim, COMMIT), finds nothing.
-        async def started() -> bool:
-            return len(sent) >= 3 and not conn.is_in_transaction()
-
-        await poll_until(started)
+        await poll_until(first_round_over(relay, conn, sent))
         sent.clear()
         event = await write_event(db, kafka_settings.topics.tasks, "task-a")
         relay.hand_off(Written(events=[WrittenEvent(event)]))
@@ -278,10 +290,7 @@ async def test_confirmations_within_the_mark_delay_share_one_statement(
         # The loop's first claim, at start (BEGIN, claim, COMMIT), finds nothing.
         conn.add_query_logger(lambda record: sent.append(record.query))
 
-        async def started() -> bool:
-            return len(sent) >= 3 and not conn.is_in_transaction()
-
-        await poll_until(started)
+        await poll_until(first_round_over(relay, conn, sent))
         sent.clear()
         events = []
         for n in range(3):
