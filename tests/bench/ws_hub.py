@@ -173,36 +173,38 @@ def created(user: str, seq: int) -> bytes:
                            source="/bench", subject=user, user_id=user))  # fmt: skip
 
 
+NOTIFICATION_HEADERS = [("ce_type", b"notification.created")]
+
+
+def next_notification(users: list[str], seqs: dict[str, int], i: int) -> tuple[bytes, bytes]:
+    """(key, value) of the `i`-th notification round-robin over `users`, with the user's
+    next seq."""
+    user = users[i % len(users)]
+    seqs[user] += 1
+    return user.encode(), created(user, seqs[user])
+
+
 async def produce(
     producer: AsyncProducer, topic: str, users: list[str], seqs: dict[str, int], count: int,
-    rate: float | None,
+    rate: float,
 ) -> None:  # fmt: skip
-    """`count` notifications round-robin over `users`, at `rate`/s (None: as fast as possible)."""
+    """`count` notifications round-robin over `users` at `rate`/s, each encoded as it goes
+    (its `created_at` is the latency's start)."""
     start = time.perf_counter()
     futures = []
-    headers = [("ce_type", b"notification.created")]
     for i in range(count):
-        user = users[i % len(users)]
-        seqs[user] += 1
-        futures.append(producer.produce(topic, created(user, seqs[user]), key=user.encode(),
-                                        headers=headers))  # fmt: skip
-        if rate is not None and i % 20 == 19:
+        key, value = next_notification(users, seqs, i)
+        futures.append(producer.produce(topic, value, key=key, headers=NOTIFICATION_HEADERS))
+        if i % 20 == 19:
             ahead = (i + 1) / rate - (time.perf_counter() - start)
             if ahead > 0:
                 await asyncio.sleep(ahead)
-        elif i % 1000 == 999:
-            await asyncio.sleep(0)
     await asyncio.gather(*futures)
 
 
 def burst_messages(users: list[str], seqs: dict[str, int], count: int) -> list[tuple[bytes, bytes]]:
     """(key, value) of `count` notifications round-robin over `users`."""
-    out = []
-    for i in range(count):
-        user = users[i % len(users)]
-        seqs[user] += 1
-        out.append((user.encode(), created(user, seqs[user])))
-    return out
+    return [next_notification(users, seqs, i) for i in range(count)]
 
 
 def produce_burst(conf: dict[str, Any], topic: str, messages: list[tuple[bytes, bytes]]) -> None:
@@ -212,11 +214,10 @@ def produce_burst(conf: dict[str, Any], topic: str, messages: list[tuple[bytes, 
     services' `AsyncProducer` does) cost the bench ~50 µs a message on the cores the hub
     shares, enough to set the delivered rate."""
     producer = Producer(conf)
-    headers = [("ce_type", b"notification.created")]
     for key, value in messages:
         while True:
             try:
-                producer.produce(topic, value, key, headers=headers)
+                producer.produce(topic, value, key, headers=NOTIFICATION_HEADERS)
                 break
             except BufferError:  # librdkafka's queue is full: let it drain
                 producer.poll(0.01)

@@ -292,11 +292,9 @@ async def test_confirmations_within_the_mark_delay_share_one_statement(
 
         await poll_until(first_round_over(relay, conn, sent))
         sent.clear()
-        events = []
         for n in range(3):
             event = await write_event(db, kafka_settings.topics.tasks, f"task-mark-{n}")
             relay.hand_off(Written(events=[WrittenEvent(event)]))
-            events.append(event)
 
             async def confirmed(count: int = n + 1) -> bool:
                 return len(relay._confirmed) == count  # noqa: SLF001 - confirmed, unmarked
