@@ -7,12 +7,20 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from reminders.db.store import ErasedUser, LogEntry, ScheduleChange
+from reminders.db.store import ErasedUser, LogEntry, ScheduleChange, SentDelivery
 
 # ErasedUser: delete the user's rows and remember them (`user.erased`).
 StoreOp = ScheduleChange | LogEntry | ErasedUser
 
-__all__ = ["ErasedUser", "LogEntry", "ReadModel", "ScheduleChange", "StoreOp", "open_read_model"]
+__all__ = [
+    "ErasedUser",
+    "LogEntry",
+    "ReadModel",
+    "ScheduleChange",
+    "SentDelivery",
+    "StoreOp",
+    "open_read_model",
+]
 
 
 class ReadModel(Protocol):
@@ -22,6 +30,18 @@ class ReadModel(Protocol):
 
     async def purge(self, now: datetime, keep: timedelta) -> int:
         """Forget log rows older than `keep`; returns how many."""
+        ...
+
+    async def record_sent(self, deliveries: Sequence[SentDelivery]) -> None:
+        """Record messages before they are produced (idempotent by event id)."""
+        ...
+
+    async def last_sent(self, span: timedelta) -> list[SentDelivery]:
+        """The records within `span` of the newest one: what a replay can fire again."""
+        ...
+
+    async def purge_sent(self, now: datetime, keep: timedelta) -> int:
+        """Forget sent-message records older than `keep`; returns how many."""
         ...
 
     async def close(self) -> None: ...

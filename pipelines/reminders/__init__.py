@@ -7,9 +7,11 @@ Run with recovery (see docs/reminders.md):
 Parts: `dataflow` (the graph), `source` (paced Kafka input), `codec` (messages in and
 out, dead letters), `logic` and `shards` (the stateful steps: thin adapters over
 `reminders.domain`), `snapshot` (compact timer state), `trace` (the fire span), `store`
-(the read-model sink, through `reminders.ports`). The package's `flow` is built from
-settings on first access (after `runtime.flow` has wired the process: JSON logs,
-traces, GC thresholds, metrics, SIGTERM), so importing it starts and connects to nothing.
+(the read-model sink, through `reminders.ports`), `sent` (the Kafka sink that records each
+reminder before producing it, and the index a replay resends from). The package's `flow`
+is built from settings on first access (after `runtime.flow` has wired the process: JSON
+logs, traces, GC thresholds, metrics, SIGTERM), so importing it starts and connects to
+nothing.
 """
 
 from __future__ import annotations

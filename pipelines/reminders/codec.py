@@ -18,7 +18,7 @@ from pipelines.reminders.logic import TaskInput
 from pipelines.reminders.trace import TRACEPARENT, fire_headers, header_value
 from reminders.domain.digest import Delivery, Digest
 from reminders.domain.timers import Fired
-from reminders.ports import LogEntry
+from reminders.ports import LogEntry, SentDelivery
 
 log = logging.getLogger(__name__)
 
@@ -146,4 +146,24 @@ def delivery_log(delivery: Delivery) -> list[LogEntry]:
     rows = [LogEntry(delivery.digest_id, "digest", None, user)]
     rows += [LogEntry(i.reminder_id, "missed" if i.missed else "held", None, user, i.task_id)
              for i in delivery.items]  # fmt: skip
+    return rows
+
+
+def resent_log(sent: SentDelivery) -> list[LogEntry]:
+    """The log rows of a message sent again from its record: the same rows `delivery_log`
+    gave its first send, which a crash may have kept from the read model (rows are keyed
+    by id, so rows already there count nothing twice)."""
+    payload = decode(sent.value).data
+    if isinstance(payload, TaskReminder):
+        lateness = (payload.fired_at - payload.remind_at).total_seconds()
+        task = str(payload.task_id)
+        return [LogEntry(payload.reminder_id, "fired", max(lateness, 0.0), sent.user_id, task)]
+    if not isinstance(payload, ReminderDigest):
+        raise TypeError(f"a recorded {type(payload).__name__} is no reminder or digest")
+    rows = [LogEntry(payload.digest_id, "digest", None, sent.user_id)]
+    rows += [
+        LogEntry(i.reminder_id, "missed" if i.kind == "missed" else "held", None,
+                 sent.user_id, str(i.task_id))
+        for i in payload.items
+    ]  # fmt: skip
     return rows

@@ -27,6 +27,7 @@ from pipelines.reminders.codec import (
     decode_message,
     delivery_log,
     delivery_message,
+    resent_log,
 )
 from pipelines.reminders.erasure import (
     AckLogic,
@@ -47,6 +48,16 @@ from pipelines.reminders.logic import (
     TimerOutput,
     UserDigestLogic,
 )
+from pipelines.reminders.sent import (
+    NOTHING_SENT,
+    Outgoing,
+    RecordingKafkaSink,
+    Resend,
+    SentIndex,
+    recorded,
+    resent,
+    sent_index,
+)
 from pipelines.reminders.shards import TimerShardLogic, shard_of
 from pipelines.reminders.store import ReadModelSink
 from pipelines.reminders.trace import header_value
@@ -59,17 +70,19 @@ from runtime.flow import FlowProcess
 
 def build_flow(
     source: Source[Any],
-    sink: Sink[SinkMessage],
+    sink: Sink[Outgoing],
     store_sink: Sink[StoreOp],
     *,
     topics: Topics,
     settings: ReminderSettings | None = None,
     clock: Clock = system_clock,
     metrics: MessagingMetrics | None = None,
+    sent: SentIndex = NOTHING_SENT,
 ) -> Dataflow:
     """The flow from a task-event source to a Kafka sink (reminders, DLQ) and the read model.
 
-    `metrics` counts each task event read (`taskflow_events_consumed_total`)."""
+    `metrics` counts each task event read (`taskflow_events_consumed_total`); `sent` holds
+    the reminders sent before this run (pipelines/reminders/sent.py)."""
     settings = settings or ReminderSettings()
     ctx = FlowContext(
         clock=clock,
@@ -79,6 +92,7 @@ def build_flow(
         digest_window=settings.digest_window,
         tick=settings.timer_tick,
         hold_from=clock() + settings.digest_startup,
+        sent=sent,
     )
     flow = Dataflow("reminders")
     raw = op.input("tasks_in", flow, source)
@@ -116,7 +130,9 @@ def build_flow(
     out = op.merge(
         "kafka_messages",
         op.map("encode", deliveries, lambda d: _encode(topics.reminders, d, clock())),
-        op.map("dead_letters", bad, lambda letter: dead_letter_message(topics.dlq, letter)),
+        op.map(
+            "dead_letters", bad, lambda letter: Outgoing(dead_letter_message(topics.dlq, letter))
+        ),
     )
     op.output("kafka_out", out, sink)
 
@@ -154,15 +170,19 @@ def _broadcast(shards: int) -> Callable[[ErasureInput], list[tuple[str, ShardEra
     return to_every_shard
 
 
-def _encode(topic: str, out: DigestOut, now: datetime) -> SinkMessage:
+def _encode(topic: str, out: DigestOut, now: datetime) -> Outgoing:
     if isinstance(out, ErasureDone):
-        return erasure_message(topic, out, now)
-    return delivery_message(topic, out, now)
+        return Outgoing(erasure_message(topic, out, now))
+    if isinstance(out, Resend):
+        return resent(out)
+    return recorded(delivery_message(topic, out, now), out)
 
 
 def _delivery_ops(out: DigestOut) -> list[StoreOp]:
     if isinstance(out, ErasureDone):
         return [erased_user_op(out)]
+    if isinstance(out, Resend):
+        return list(resent_log(out.sent))
     return list(delivery_log(out))
 
 
@@ -228,9 +248,18 @@ def flow_from_env(settings: ReminderSettings | None = None) -> Dataflow:
         metrics.event_produced(topic, ce_type or "unknown")
 
     # linger 0: the sink flushes every batch anyway (it must, for at-least-once).
-    sink = DeliveredKafkaSink(kafka.producer(**{"linger.ms": 0}), on_delivered=delivered)
+    produce = DeliveredKafkaSink(kafka.producer(**{"linger.ms": 0}), on_delivered=delivered)
+    sink = RecordingKafkaSink(produce, settings.database_url)
     store = ReadModelSink(settings.database_url, settings.log_retention)
-    return build_flow(source, sink, store, topics=kafka.topics, settings=settings, metrics=metrics)
+    return build_flow(
+        source,
+        sink,
+        store,
+        topics=kafka.topics,
+        settings=settings,
+        metrics=metrics,
+        sent=sent_index(settings.database_url),
+    )
 
 
 def _counted(

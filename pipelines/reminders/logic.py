@@ -5,13 +5,14 @@ Thin adapters: every decision is a plain function in `reminders.domain`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from bytewax.operators import StatefulLogic
 
 from events.payloads import TaskState
 from pipelines.reminders.erasure import ErasureDone, ErasureInput
+from pipelines.reminders.sent import NOTHING_SENT, Resend, SentIndex
 from reminders.domain.catchup import CatchUpPolicy
 from reminders.domain.clock import Clock, system_clock
 from reminders.domain.digest import Delivery, UserWindow, admit, alone, close
@@ -45,6 +46,8 @@ class FlowContext:
     runtime_clock: Clock = system_clock
     # Digest windows open only from this time on (by `clock`): see UserDigestLogic.
     hold_from: datetime = datetime.min.replace(tzinfo=UTC)
+    # The reminders sent before this run: a replay sends those as they went out.
+    sent: SentIndex = NOTHING_SENT
 
     def wake_at(self, target: datetime | None) -> datetime | None:
         """`target` (by the injected clock) on Bytewax's clock, rounded up to the tick."""
@@ -64,7 +67,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 ERASED = "erased"  # the digest state of an erased user (see UserDigestLogic)
-DigestOut = Delivery | ErasureDone
+DigestOut = Delivery | ErasureDone | Resend
 
 
 class UserDigestLogic(StatefulLogic[Fired | ErasureInput, DigestOut, UserWindow | str]):
@@ -80,6 +83,11 @@ class UserDigestLogic(StatefulLogic[Fired | ErasureInput, DigestOut, UserWindow 
     removes) the live logic, dropping what it held. Timers due while the flow was down
     fire right at restart, so in that gap each reminder goes out on its own (lost
     reminders, seen in the chaos suite).
+
+    A reminder sent before this run (`ctx.sent`, see pipelines/reminders/sent.py) goes out
+    as its recorded message and joins no window: a replay must not group it anew. That
+    holds for the reminders a window restored from a snapshot holds, too: the window may
+    have closed into a digest after the snapshot, before the crash.
     """
 
     def __init__(self, state: UserWindow | str | None, ctx: FlowContext) -> None:
@@ -89,6 +97,7 @@ class UserDigestLogic(StatefulLogic[Fired | ErasureInput, DigestOut, UserWindow 
         self.ctx = ctx
         self._wake = ctx.wake_at(window.end) if window else None
         self._direct = state is None and ctx.clock() < ctx.hold_from
+        self._restored_held_checked = window is None
 
     def on_item(self, value: Fired | ErasureInput) -> tuple[list[DigestOut], bool]:
         if isinstance(value, ErasureInput):
@@ -96,16 +105,44 @@ class UserDigestLogic(StatefulLogic[Fired | ErasureInput, DigestOut, UserWindow 
             return [ErasureDone(value)], StatefulLogic.RETAIN
         if self.erased:
             return [], StatefulLogic.RETAIN
+        out = self._resend_restored_held()
+        resends = self.ctx.sent.replayed(value.reminder_id)
+        if resends is not None:
+            return [*out, *resends], self._keep()
         if self._direct:
-            return [alone(value, self.ctx.clock())], StatefulLogic.DISCARD
-        self.window, out = admit(self.window, value, self.ctx.clock(), self.ctx.digest_window)
+            return [*out, alone(value, self.ctx.clock())], StatefulLogic.DISCARD
+        self.window, sent = admit(self.window, value, self.ctx.clock(), self.ctx.digest_window)
         self._wake = self.ctx.wake_at(self.window.end)
-        return list(out), StatefulLogic.RETAIN
+        return [*out, *sent], StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[list[DigestOut], bool]:
+        out = self._resend_restored_held()
         digest = close(self.window) if self.window else None
         self.window = None
-        return ([digest] if digest else []), not self.erased
+        return ([*out, digest] if digest else out), not self.erased
+
+    def _keep(self) -> bool:
+        """Discard a logic that holds no window (and is not the mark of an erased user)."""
+        return StatefulLogic.DISCARD if self.window is None else StatefulLogic.RETAIN
+
+    def _resend_restored_held(self) -> list[DigestOut]:
+        """Once, for a window restored from a snapshot: its reminders sent before this run
+        leave it, and their recorded messages go out again (items admitted in this run were
+        checked as they came)."""
+        if self._restored_held_checked or self.window is None:
+            return []
+        self._restored_held_checked = True
+        out: list[DigestOut] = []
+        unsent: list[Fired] = []
+        for item in self.window.held:
+            resends = self.ctx.sent.replayed(item.reminder_id)
+            if resends is None:
+                unsent.append(item)
+            else:
+                out.extend(resends)
+        if len(unsent) < len(self.window.held):
+            self.window = replace(self.window, held=tuple(unsent))
+        return out
 
     def on_eof(self) -> tuple[list[DigestOut], bool]:
         # The input ended (bounded source): deliver what is held rather than lose it.

@@ -23,7 +23,7 @@ TRANSIENT_DB_ERRORS = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,
 )
-_transient = retry(
+transient = retry(
     retry=retry_if_exception_type(TRANSIENT_DB_ERRORS),
     stop=stop_after_attempt(5),
     wait=wait_exponential(multiplier=0.2, max=5),
@@ -43,11 +43,11 @@ class _StorePartition(StatelessSinkPartition[StoreOp]):
         self._writes = 0
         self._model: ReadModel = self._loop.run_until_complete(self._open(url))
 
-    @_transient
+    @transient
     async def _open(self, url: str) -> ReadModel:
         return await open_read_model(url)
 
-    @_transient
+    @transient
     async def _write(self, items: list[StoreOp]) -> None:
         await self._model.write(items)
         self._writes += 1

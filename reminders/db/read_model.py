@@ -7,7 +7,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from reminders.db.migrate import apply_migrations
-from reminders.db.store import ErasedUser, LogEntry, ScheduleChange, purge_log, write_batch
+from reminders.db.store import (
+    ErasedUser,
+    LogEntry,
+    ScheduleChange,
+    SentDelivery,
+    last_sent,
+    purge_log,
+    purge_sent,
+    record_sent,
+    write_batch,
+)
 from runtime.database import create_pool
 
 
@@ -38,6 +48,18 @@ class PostgresReadModel:
     async def purge(self, now: datetime, keep: timedelta) -> int:
         async with self._pool.acquire() as conn:
             return await purge_log(conn, now, keep)
+
+    async def record_sent(self, deliveries: Sequence[SentDelivery]) -> None:
+        async with self._pool.acquire() as conn:
+            await record_sent(conn, deliveries)
+
+    async def last_sent(self, span: timedelta) -> list[SentDelivery]:
+        async with self._pool.acquire() as conn:
+            return await last_sent(conn, span)
+
+    async def purge_sent(self, now: datetime, keep: timedelta) -> int:
+        async with self._pool.acquire() as conn:
+            return await purge_sent(conn, now, keep)
 
     async def close(self) -> None:
         await self._pool.close()

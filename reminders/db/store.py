@@ -59,6 +59,19 @@ class LogEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class SentDelivery:
+    """A reminder or digest message as the flow produced it, and the reminders it carries."""
+
+    event_id: str
+    user_id: str
+    reminder_ids: tuple[str, ...]
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ErasedUser:
     """The flow let go of this user: delete their rows, remember them."""
 
@@ -108,6 +121,7 @@ ON CONFLICT (name, le) DO UPDATE SET value = flow_counter.value + EXCLUDED.value
 
 _ERASE = """
 WITH gone AS (DELETE FROM scheduled_reminder WHERE user_id = $1),
+     unsent AS (DELETE FROM sent_delivery WHERE user_id = $1),
      forgot AS (UPDATE flow_log SET user_id = NULL, task_id = NULL WHERE user_id = $1)
 INSERT INTO erased_users (user_id, erasure_id, requested_at) VALUES ($1, $2, $3)
 ON CONFLICT (user_id) DO UPDATE
@@ -154,6 +168,65 @@ async def write_batch(
 async def purge_log(conn: asyncpg.Connection, now: datetime, keep: timedelta) -> int:
     """Delete log rows older than `keep` (counters are unaffected)."""
     status = await conn.execute("DELETE FROM flow_log WHERE recorded_at < $1", now - keep)
+    return int(status.split()[-1])
+
+
+_RECORD_SENT = """
+INSERT INTO sent_delivery
+    (event_id, user_id, reminder_ids, topic, key, value, header_names, header_values)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+
+async def record_sent(conn: asyncpg.Connection, deliveries: Sequence[SentDelivery]) -> None:
+    """Record messages about to be produced (a message recorded before keeps its row)."""
+    await conn.executemany(
+        _RECORD_SENT,
+        [
+            (
+                d.event_id,
+                d.user_id,
+                list(d.reminder_ids),
+                d.topic,
+                d.key,
+                d.value,
+                [name for name, _ in d.headers],
+                [value for _, value in d.headers],
+            )
+            for d in deliveries
+        ],  # fmt: skip
+    )
+
+
+async def last_sent(conn: asyncpg.Connection, span: timedelta) -> list[SentDelivery]:
+    """The messages recorded within `span` of the newest record, oldest first: what a replay
+    after a crash can fire again (the flow replays at most its last snapshot interval)."""
+    rows = await conn.fetch(
+        """
+        SELECT * FROM sent_delivery
+        WHERE recorded_at >= (SELECT max(recorded_at) FROM sent_delivery) - $1::interval
+        ORDER BY recorded_at, event_id
+        """,
+        span,
+    )
+    return [
+        SentDelivery(
+            event_id=r["event_id"],
+            user_id=r["user_id"],
+            reminder_ids=tuple(r["reminder_ids"]),
+            topic=r["topic"],
+            key=r["key"],
+            value=r["value"],
+            headers=tuple(zip(r["header_names"], r["header_values"], strict=True)),
+        )
+        for r in rows
+    ]
+
+
+async def purge_sent(conn: asyncpg.Connection, now: datetime, keep: timedelta) -> int:
+    """Delete sent-message records older than `keep`."""
+    status = await conn.execute("DELETE FROM sent_delivery WHERE recorded_at < $1", now - keep)
     return int(status.split()[-1])
 
 

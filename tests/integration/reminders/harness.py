@@ -135,6 +135,7 @@ class Received:
     headers: dict[str, bytes]
     key: bytes | None
     at: datetime
+    event_id: str | None = None  # the CloudEvent id (decoded values only)
 
 
 class TopicReader:
@@ -156,12 +157,32 @@ class TopicReader:
             msg = self.consumer.poll(0.05)
             if msg is None or msg.error():
                 continue
-            value = decode(msg.value()).data if decode_values else msg.value()
+            envelope = decode(msg.value()) if decode_values else None
+            value = envelope.data if envelope is not None else msg.value()
             raw_headers = msg.headers() or []
             pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
             headers = {k: v for k, v in pairs if isinstance(v, bytes)}
-            self.seen.append(Received(value, headers, msg.key(), datetime.now(UTC)))
+            event_id = str(envelope.id) if envelope is not None else None
+            self.seen.append(Received(value, headers, msg.key(), datetime.now(UTC), event_id))
         return self.seen
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def read_distinct(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list[bytes]:
+    """Values in log order until `expected` distinct ones were read (re-sends may repeat
+    a message: the broker may still take the first copy when it wakes up)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex})
+    try:
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        values: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        while len(set(values)) < expected and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            value = msg.value() if msg is not None and msg.error() is None else None
+            if value is not None:
+                values.append(value)
+        return values
+    finally:
+        consumer.close()

@@ -7,47 +7,17 @@ the broker was frozen (SIGSTOP) for 30 s, and the flow committed the epoch anywa
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from bytewax.connectors.kafka import KafkaSinkMessage
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from deploy.broker import LocalBroker, ensure_topics, start_broker
+from deploy.broker import LocalBroker, ensure_topics
 from events.kafka import KafkaSettings
 from pipelines.kafka_sink import DeliveredKafkaSink
+from tests.integration.reminders.harness import read_distinct
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
-    """A broker of its own: this test freezes it, which must not stall other tests."""
-    local = start_broker(log_file=tmp_path_factory.mktemp("frozen") / "tansu.log")
-    try:
-        yield local
-    finally:
-        local.thaw()
-        local.stop()
-
-
-def _read_distinct(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list[bytes]:
-    """Values in log order until `expected` distinct ones were read (re-sends may repeat
-    a message: the broker may still take the first copy when it wakes up)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex})
-    try:
-        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        values: list[bytes] = []
-        deadline = time.monotonic() + timeout
-        while len(set(values)) < expected and time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
-            if msg is not None and msg.error() is None:
-                values.append(msg.value())
-        return values
-    finally:
-        consumer.close()
 
 
 def test_a_batch_written_while_the_broker_is_frozen_arrives_after_it_thaws(
@@ -72,6 +42,6 @@ def test_a_batch_written_while_the_broker_is_frozen_arrives_after_it_thaws(
     assert not writer.is_alive()
     part.close()
 
-    values = _read_distinct(own_broker.bootstrap, topic, expected=4)
+    values = read_distinct(own_broker.bootstrap, topic, expected=4)
     assert values[0] == b"before"
     assert sorted(set(values[1:])) == [b"during-0", b"during-1", b"during-2"]

@@ -239,3 +239,67 @@ async def test_kill9_right_after_fire_duplicate_carries_same_id(
         )
     finally:
         flow.stop()
+
+
+async def test_kill9_after_a_digest_then_a_restart_that_sends_alone_doubles_nothing(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    kafka: tuple[TaskWriter, TopicReader],
+    reminders_db: str,
+    db: asyncpg.Connection,
+) -> None:
+    """The chaos suite's duplicates: the first run sent ann's first reminder alone and the
+    next two in a digest; it is killed before a snapshot, so the restarted flow replays and
+    fires all three again, now in its startup gap, where reminders go out on their own.
+    Each reminder must still reach consumers under one event id only."""
+    writer, reader = kafka
+    flow = start_flow(tmp_path, kafka_settings, reminders_db, snapshot_s=30, digest_window="PT2S")
+    try:
+        warm = uuid.uuid4()
+        warm_due = whole_seconds_from_now(3600)
+        writer.send("task.created", warm, user="w", version=1, due_at=warm_due)
+        await wait_rows(db, warm, [warm_due], flow)
+
+        base = whole_seconds_from_now(3)
+        tasks = [uuid.uuid4() for _ in range(3)]
+        for n, task in enumerate(tasks):
+            due = base + timedelta(milliseconds=300 * n)
+            writer.send("task.created", task, user="ann", version=1, due_at=due)
+        sentinel = uuid.uuid4()
+        sentinel_due = base + timedelta(seconds=12)
+        writer.send("task.created", sentinel, user="sol", version=1, due_at=sentinel_due)
+
+        def digest_out(seen: list[Received]) -> bool:
+            return any(isinstance(r.value, ReminderDigest) for r in seen)
+
+        before = reader.poll_until(digest_out, timeout=30)
+        [first] = [r.value for r in before if isinstance(r.value, TaskReminder)]
+        [digest] = [r.value for r in before if isinstance(r.value, ReminderDigest)]
+        assert [first.task_id, *(i.task_id for i in digest.items)] == tasks
+        flow.kill9()
+
+        flow.env["TASKFLOW_REMINDERS_DIGEST_STARTUP"] = "PT30S"  # production's startup gap
+        flow.start()
+
+        def carriers(seen: list[Received]) -> dict[uuid.UUID, list[str | None]]:
+            """Per task: the event ids of the messages that carried its reminder."""
+            out: dict[uuid.UUID, list[str | None]] = {task: [] for task in tasks}
+            for received in seen:
+                value = received.value
+                if isinstance(value, TaskReminder) and value.task_id in out:
+                    out[value.task_id].append(received.event_id)
+                elif isinstance(value, ReminderDigest):
+                    for item in value.items:
+                        out[item.task_id].append(received.event_id)
+            return out
+
+        def replayed(seen: list[Received]) -> bool:
+            """The sentinel fired, and every reminder went out again after the restart."""
+            again = all(len(ids) >= 2 for ids in carriers(seen).values())
+            return again and bool(reminders_for(seen, sentinel))
+
+        seen = reader.poll_until(replayed, timeout=60)
+        for task, ids in carriers(seen).items():
+            assert len(set(ids)) == 1, f"task {task} went out under {set(ids)}"
+    finally:
+        flow.stop()

@@ -14,6 +14,7 @@ from events.dlq import SOURCE_OFFSET, SOURCE_TOPIC
 from events.payloads import ReminderDigest, TaskReminder
 from events.topics import Topics
 from pipelines.reminders import build_flow
+from pipelines.reminders.sent import NOTHING_SENT, Outgoing, SentIndex
 from reminders.db.store import LogEntry, ScheduleChange
 from reminders.domain.clock import FakeClock
 from reminders.domain.ids import reminder_id
@@ -31,10 +32,13 @@ TOPICS = Topics("t.")
 SETTINGS = _settings(digest_window=timedelta(seconds=60), remind_at_due=False)
 
 
-def run(
-    messages: list[Any], now: Any = T0 + timedelta(hours=2), settings: ReminderSettings = SETTINGS
-) -> tuple[list[KafkaSinkMessage[Any, Any]], list[Any]]:
-    out: list[KafkaSinkMessage[Any, Any]] = []
+def run_recorded(
+    messages: list[Any],
+    now: Any = T0 + timedelta(hours=2),
+    settings: ReminderSettings = SETTINGS,
+    sent: SentIndex = NOTHING_SENT,
+) -> tuple[list[Outgoing], list[Any]]:
+    out: list[Outgoing] = []
     store: list[Any] = []
     clock = FakeClock(now)
     flow = build_flow(
@@ -44,9 +48,17 @@ def run(
         topics=TOPICS,
         settings=settings,
         clock=clock,
+        sent=sent,
     )
     run_main(flow)  # type: ignore[no-untyped-call]
     return out, store
+
+
+def run(
+    messages: list[Any], now: Any = T0 + timedelta(hours=2), settings: ReminderSettings = SETTINGS
+) -> tuple[list[KafkaSinkMessage[Any, Any]], list[Any]]:
+    out, store = run_recorded(messages, now, settings)
+    return [item.message for item in out], store
 
 
 def payloads(out: list[KafkaSinkMessage[Any, Any]]) -> list[Any]:
@@ -144,6 +156,64 @@ def test_burst_for_one_user_gives_one_reminder_then_one_digest() -> None:
     assert isinstance(digest, ReminderDigest)
     assert [item.title for item in digest.items] == ["task 1", "task 2"]
     assert {e.kind for e in store if isinstance(e, LogEntry)} >= {"fired", "digest", "held"}
+
+
+def burst(n: int, base: Any) -> list[Any]:
+    return [
+        message(
+            "task.created",
+            i,
+            task_id=uuid.UUID(int=i + 1),
+            due_at=base + timedelta(seconds=i),
+            title=f"task {i}",
+        )
+        for i in range(n)
+    ]
+
+
+def test_every_first_send_is_recorded_with_the_reminders_it_carries() -> None:
+    base = T0 + timedelta(hours=1)
+    out, _ = run_recorded(burst(3, base), now=base + timedelta(seconds=3), settings=_settings())
+    alone, digest = [decode(item.message.value).data for item in out]
+    assert isinstance(alone, TaskReminder) and isinstance(digest, ReminderDigest)
+    records = [item.record for item in out]
+    assert records[0] is not None and records[1] is not None
+    assert records[0].reminder_ids == (alone.reminder_id,)
+    assert records[0].event_id == alone.reminder_id
+    assert records[1].reminder_ids == tuple(item.reminder_id for item in digest.items)
+    assert records[1].event_id == digest.digest_id
+    for item in out:
+        assert item.record is not None
+        assert (item.record.value, item.record.key) == (item.message.value, item.message.key)
+        assert list(item.record.headers) == item.message.headers
+        assert item.record.topic == item.message.topic == TOPICS.reminders
+
+
+def test_a_replay_sends_reminders_sent_before_as_they_went_and_groups_only_the_rest() -> None:
+    """The first run sent r0 alone and r1, r2 in a digest; the second run (a replay) fires
+    all three again plus a new one, r3, with no window open: before, the three would have
+    been regrouped under new ids."""
+    base = T0 + timedelta(hours=1)
+    first, first_store = run_recorded(
+        burst(3, base), now=base + timedelta(seconds=3), settings=_settings()
+    )
+    records = [item.record for item in first if item.record is not None]
+    index = SentIndex(lambda: records)
+    again, store = run_recorded(
+        burst(4, base), now=base + timedelta(seconds=4), settings=_settings(), sent=index
+    )
+    resent = [item for item in again if item.record is None]
+    assert [item.message.value for item in resent] == [item.message.value for item in first]
+    [new] = [item for item in again if item.record is not None]
+    reminder = decode(new.message.value).data
+    assert isinstance(reminder, TaskReminder) and reminder.title == "task 3"
+    # A resend logs the rows of its first send again (the crash may have kept them from
+    # the read model; they are keyed by id): the same rows, rebuilt from the message.
+    first_log = [e for e in first_store if isinstance(e, LogEntry)]
+    replay_log = [e for e in store if isinstance(e, LogEntry)]
+    assert {e.kind for e in first_log} == {"fired", "digest", "held"}
+    assert set(replay_log) == {*first_log, *(e for e in replay_log if e.id == reminder.reminder_id)}
+    assert len(replay_log) == len(first_log) + 1
 
 
 def test_lone_reminders_of_different_users_are_not_delayed() -> None:

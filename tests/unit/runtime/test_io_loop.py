@@ -15,7 +15,7 @@ from audit_store.records import AuditRecord, Poison
 from pipelines.audit import to_item
 from pipelines.audit.sink import AuditStoreSink
 from pipelines.reminders import store
-from reminders.ports import ReadModel, StoreOp
+from reminders.ports import ReadModel, SentDelivery, StoreOp
 
 
 def running_loop_type() -> type[asyncio.AbstractEventLoop]:
@@ -46,6 +46,15 @@ class LoopRecordingReadModel:
         self.loops.append(running_loop_type())
 
     async def purge(self, now: datetime, keep: timedelta) -> int:
+        return 0
+
+    async def record_sent(self, deliveries: Sequence[SentDelivery]) -> None:
+        self.loops.append(running_loop_type())
+
+    async def last_sent(self, span: timedelta) -> list[SentDelivery]:
+        return []
+
+    async def purge_sent(self, now: datetime, keep: timedelta) -> int:
         return 0
 
     async def close(self) -> None:

@@ -1,0 +1,185 @@
+"""Reminders sent once across a crash: every reminder or digest is recorded before it is
+produced, and a reminder that fires again in the replay after a restart goes out as its
+recorded message.
+
+Bytewax resumes a crashed flow from its last snapshot, so the reminders fired since then
+fire again. A reminder sent on its own keeps its id (the reminder id) and collapses at the
+consumers. But digest windows run on fire time, and right after a restart the digest step
+sends reminders on their own for a while (`UserDigestLogic`), so a replay could group the
+same reminders into a digest of another make-up, under another id: the user got them
+twice (seen in the chaos suite). Now the digest step asks `SentIndex` first; a reminder
+recorded before this run is sent again as the recorded message (same event id, same items),
+once, and stays out of any new window or digest.
+
+The record is written before the message is produced, in the Kafka sink itself, so no
+record stands for a message that is lost: a crash between the two leaves a record whose
+message the replay sends. Records are read once per run, at the first reminder; only the
+ones close to the newest can be replayed (`REPLAY_SPAN`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bytewax.connectors.kafka import KafkaSinkMessage
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from pipelines.kafka_sink import DeliveredKafkaSink, SinkMessage
+from pipelines.reminders.store import PURGE_EVERY, transient
+from reminders.domain.digest import Delivery
+from reminders.domain.timers import Fired
+from reminders.ports import ReadModel, SentDelivery, open_read_model
+from runtime.flow import new_io_loop
+
+# Records within this span of the newest one are read at restart. A replay covers the last
+# snapshot interval (seconds) before the crash; a sink stuck on an unreachable broker
+# records nothing new meanwhile, so the span counts from the newest record, not from now.
+REPLAY_SPAN = timedelta(minutes=10)
+# Records are kept this long, far beyond any replay.
+SENT_RETENTION = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Resend:
+    """A message recorded (and maybe produced) before this run, to be produced again."""
+
+    sent: SentDelivery
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message for the Kafka sink; `record` is set on a reminder's or digest's first send."""
+
+    message: SinkMessage
+    record: SentDelivery | None = None
+
+
+class SentIndex:
+    """The reminders recorded as sent before this run, by reminder id, read on first use."""
+
+    def __init__(self, load: Callable[[], Iterable[SentDelivery]]) -> None:
+        self._load = load
+        self._lock = threading.Lock()  # Bytewax workers are threads of one process
+        self._by_reminder: dict[str, SentDelivery] | None = None
+        self._resent: set[str] = set()
+
+    def replayed(self, reminder_id: str) -> list[Resend] | None:
+        """None if `reminder_id` was not sent before this run; else what to send for it now:
+        its recorded message the first time any of that message's reminders asks, then
+        nothing."""
+        with self._lock:
+            if self._by_reminder is None:
+                self._by_reminder = {}
+                for record in self._load():  # oldest first: a reminder keeps its first one
+                    for rid in record.reminder_ids:
+                        self._by_reminder.setdefault(rid, record)
+            sent = self._by_reminder.get(reminder_id)
+            if sent is None:
+                return None
+            if sent.event_id in self._resent:
+                return []
+            self._resent.add(sent.event_id)
+            return [Resend(sent)]
+
+
+NOTHING_SENT = SentIndex(tuple)  # flows without a database (tests)
+
+
+def recorded(message: SinkMessage, delivery: Delivery) -> Outgoing:
+    """`message`, the first send of `delivery`, with the record written before it goes out."""
+    reminder_ids: tuple[str, ...]
+    if isinstance(delivery, Fired):
+        event_id, reminder_ids = delivery.reminder_id, (delivery.reminder_id,)
+    else:
+        event_id = delivery.digest_id
+        reminder_ids = tuple(item.reminder_id for item in delivery.items)
+    assert message.topic is not None and isinstance(message.value, bytes)  # noqa: S101
+    record = SentDelivery(
+        event_id=event_id,
+        user_id=delivery.user_id,
+        reminder_ids=reminder_ids,
+        topic=message.topic,
+        key=message.key,
+        value=message.value,
+        headers=tuple((name, bytes(value)) for name, value in message.headers),
+    )
+    return Outgoing(message, record)
+
+
+def resent(resend: Resend) -> Outgoing:
+    """The recorded message again, byte for byte (it is recorded already)."""
+    sent = resend.sent
+    message: SinkMessage = KafkaSinkMessage(
+        sent.key, sent.value, topic=sent.topic, headers=list(sent.headers)
+    )
+    return Outgoing(message)
+
+
+def sent_index(url: str) -> SentIndex:
+    """The index over the reminder database at `url` (connects on first use)."""
+
+    def load() -> list[SentDelivery]:
+        loop = new_io_loop()
+        try:
+            return loop.run_until_complete(_load_last_sent(url))
+        finally:
+            loop.close()
+
+    return SentIndex(load)
+
+
+@transient
+async def _load_last_sent(url: str) -> list[SentDelivery]:
+    model = await open_read_model(url)
+    try:
+        return await model.last_sent(REPLAY_SPAN)
+    finally:
+        await model.close()
+
+
+class RecordingKafkaSink(DynamicSink[Outgoing]):
+    """Records each first send in the reminder database, then produces the batch through
+    `kafka` (which returns only once the broker acknowledged every message)."""
+
+    def __init__(
+        self, kafka: DeliveredKafkaSink, url: str, retention: timedelta = SENT_RETENTION
+    ) -> None:
+        self._kafka = kafka
+        self._url = url
+        self._retention = retention
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _RecordingPartition:
+        kafka = self._kafka.build(step_id, worker_index, worker_count)
+        return _RecordingPartition(kafka, self._url, self._retention)
+
+
+class _RecordingPartition(StatelessSinkPartition[Outgoing]):
+    def __init__(
+        self, kafka: StatelessSinkPartition[SinkMessage], url: str, retention: timedelta
+    ) -> None:
+        self._kafka = kafka
+        self._retention = retention
+        self._writes = 0
+        self._loop = new_io_loop()
+        self._model: ReadModel = self._loop.run_until_complete(transient(open_read_model)(url))
+
+    def write_batch(self, items: list[Outgoing]) -> None:
+        records = [item.record for item in items if item.record is not None]
+        if records:
+            self._loop.run_until_complete(self._record(records))
+        self._kafka.write_batch([item.message for item in items])
+
+    @transient
+    async def _record(self, records: list[SentDelivery]) -> None:
+        await self._model.record_sent(records)
+        self._writes += 1
+        if self._writes % PURGE_EVERY == 0:
+            await self._model.purge_sent(datetime.now(UTC), self._retention)
+
+    def close(self) -> None:
+        self._kafka.close()
+        self._loop.run_until_complete(self._model.close())
+        self._loop.close()
