@@ -37,9 +37,11 @@ from runtime.flow import new_io_loop
 # Records within this span of the newest one are read at restart. A replay covers the last
 # snapshot interval (seconds) before the crash; a sink stuck on an unreachable broker
 # records nothing new meanwhile, so the span counts from the newest record, not from now.
-REPLAY_SPAN = timedelta(minutes=10)
-# Records are kept this long, far beyond any replay.
-SENT_RETENTION = timedelta(hours=1)
+REPLAY_SPAN = timedelta(minutes=5)
+# Records are kept this long (each holds a whole message: ~0.5 KiB). A run reads them at
+# its first reminder, before it records (and so purges) anything, so a flow that was down
+# for longer still finds the records of its last minutes.
+SENT_RETENTION = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)

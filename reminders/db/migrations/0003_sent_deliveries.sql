@@ -1,7 +1,7 @@
 -- Every reminder or digest the flow produces, recorded before it goes to Kafka: after a
 -- crash the flow replays its last epoch, and a reminder that fires again is sent as the
 -- recorded message (same event id), not grouped anew into a digest with a new id. Rows are
--- needed only until the next restart has replayed, so they are purged after an hour; an
+-- needed only until the next restart has replayed, so they are purged after minutes; an
 -- erasure deletes the user's (the messages carry task titles).
 CREATE TABLE sent_delivery (
     event_id      text        PRIMARY KEY,
