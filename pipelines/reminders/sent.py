@@ -20,6 +20,7 @@ ones close to the newest can be replayed (`REPLAY_SPAN`).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,9 +36,14 @@ from reminders.ports import ReadModel, SentDelivery, open_read_model
 from runtime.flow import new_io_loop
 
 # Records within this span of the newest one are read at restart. A replay covers the last
-# snapshot interval (seconds) before the crash; a sink stuck on an unreachable broker
-# records nothing new meanwhile, so the span counts from the newest record, not from now.
-REPLAY_SPAN = timedelta(minutes=5)
+# snapshot interval before the crash (`-s 1`: a second; the span must exceed it); a sink
+# stuck on an unreachable broker records nothing new meanwhile, so the span counts from
+# the newest record, not from now.
+REPLAY_SPAN = timedelta(minutes=2)
+# What a replay fires again fires right after the restart (those timers were due before
+# the crash), so the index is dropped this long after it was read: its records (up to a
+# REPLAY_SPAN of messages) are not held for the rest of the run.
+FORGET_AFTER = timedelta(minutes=2)
 # Records are kept this long (each holds a whole message: ~0.5 KiB). A run reads them at
 # its first reminder, before it records (and so purges) anything, so a flow that was down
 # for longer still finds the records of its last minutes.
@@ -60,12 +66,21 @@ class Outgoing:
 
 
 class SentIndex:
-    """The reminders recorded as sent before this run, by reminder id, read on first use."""
+    """The reminders recorded as sent before this run, by reminder id, read on first use
+    and forgotten `forget_after` later."""
 
-    def __init__(self, load: Callable[[], Iterable[SentDelivery]]) -> None:
+    def __init__(
+        self,
+        load: Callable[[], Iterable[SentDelivery]],
+        forget_after: timedelta = FORGET_AFTER,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._load = load
+        self._forget_after = forget_after.total_seconds()
+        self._monotonic = monotonic
         self._lock = threading.Lock()  # Bytewax workers are threads of one process
         self._by_reminder: dict[str, SentDelivery] | None = None
+        self._forget_at = 0.0
         self._resent: set[str] = set()
 
     def replayed(self, reminder_id: str) -> list[Resend] | None:
@@ -78,6 +93,10 @@ class SentIndex:
                 for record in self._load():  # oldest first: a reminder keeps its first one
                     for rid in record.reminder_ids:
                         self._by_reminder.setdefault(rid, record)
+                self._forget_at = self._monotonic() + self._forget_after
+            elif self._by_reminder and self._monotonic() >= self._forget_at:
+                self._by_reminder.clear()  # the replay is long over
+                self._resent.clear()
             sent = self._by_reminder.get(reminder_id)
             if sent is None:
                 return None

@@ -62,6 +62,18 @@ def test_the_index_loads_once_and_sends_each_recorded_message_once() -> None:
     assert loads == [1]
 
 
+def test_the_index_is_forgotten_once_the_replay_is_over() -> None:
+    now = [100.0]
+    index = SentIndex(
+        lambda: [record("d1", "r1", "r2")], timedelta(seconds=60), monotonic=lambda: now[0]
+    )
+    assert index.replayed("r9") is None  # reads the records
+    now[0] = 159.9
+    assert index.replayed("r1") == [Resend(record("d1", "r1", "r2"))]
+    now[0] = 160.0
+    assert index.replayed("r2") is None
+
+
 def test_a_resent_message_is_the_recorded_one_byte_for_byte() -> None:
     sent = record("d1", "r2", "r3")
     out = resent(Resend(sent))
