@@ -4,6 +4,7 @@ and the log rows the read model keeps of what the flow did."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -139,14 +140,10 @@ def delivery_message(topic: str, delivery: Delivery, now: datetime) -> SinkMessa
 def delivery_log(delivery: Delivery) -> list[LogEntry]:
     """Metric log rows: lateness of reminders sent on their own, counts of digests and misses."""
     if isinstance(delivery, Fired):
-        lateness = (delivery.fired_at - delivery.remind_at).total_seconds()
-        user, task = delivery.user_id, delivery.task_id
-        return [LogEntry(delivery.reminder_id, "fired", max(lateness, 0.0), user, task)]
-    user = delivery.user_id
-    rows = [LogEntry(delivery.digest_id, "digest", None, user)]
-    rows += [LogEntry(i.reminder_id, "missed" if i.missed else "held", None, user, i.task_id)
-             for i in delivery.items]  # fmt: skip
-    return rows
+        return [_fired_row(delivery.reminder_id, delivery.remind_at, delivery.fired_at,
+                           delivery.user_id, delivery.task_id)]  # fmt: skip
+    items = ((i.reminder_id, i.missed, i.task_id) for i in delivery.items)
+    return _digest_rows(delivery.digest_id, delivery.user_id, items)
 
 
 def resent_log(sent: SentDelivery) -> list[LogEntry]:
@@ -155,15 +152,26 @@ def resent_log(sent: SentDelivery) -> list[LogEntry]:
     by id, so rows already there count nothing twice)."""
     payload = decode(sent.value).data
     if isinstance(payload, TaskReminder):
-        lateness = (payload.fired_at - payload.remind_at).total_seconds()
-        task = str(payload.task_id)
-        return [LogEntry(payload.reminder_id, "fired", max(lateness, 0.0), sent.user_id, task)]
+        return [_fired_row(payload.reminder_id, payload.remind_at, payload.fired_at,
+                           sent.user_id, str(payload.task_id))]  # fmt: skip
     if not isinstance(payload, ReminderDigest):
         raise TypeError(f"a recorded {type(payload).__name__} is no reminder or digest")
-    rows = [LogEntry(payload.digest_id, "digest", None, sent.user_id)]
-    rows += [
-        LogEntry(i.reminder_id, "missed" if i.kind == "missed" else "held", None,
-                 sent.user_id, str(i.task_id))
-        for i in payload.items
-    ]  # fmt: skip
+    items = ((i.reminder_id, i.kind == "missed", str(i.task_id)) for i in payload.items)
+    return _digest_rows(payload.digest_id, sent.user_id, items)
+
+
+def _fired_row(
+    reminder_id: str, remind_at: datetime, fired_at: datetime, user: str, task: str
+) -> LogEntry:
+    lateness = (fired_at - remind_at).total_seconds()
+    return LogEntry(reminder_id, "fired", max(lateness, 0.0), user, task)
+
+
+def _digest_rows(
+    digest_id: str, user: str, items: Iterable[tuple[str, bool, str]]
+) -> list[LogEntry]:
+    """The digest's row, then one per item (reminder id, missed, task id)."""
+    rows = [LogEntry(digest_id, "digest", None, user)]
+    rows += [LogEntry(rid, "missed" if missed else "held", None, user, task)
+             for rid, missed, task in items]  # fmt: skip
     return rows
