@@ -72,6 +72,14 @@ async def wait_rows(
         await _tick()
 
 
+async def wait_live(writer: TaskWriter, db: asyncpg.Connection, flow: FlowProcess) -> None:
+    """The flow is live once a first task shows up in its read model."""
+    warm = uuid.uuid4()
+    warm_due = whole_seconds_from_now(3600)
+    writer.send("task.created", warm, user="w", version=1, due_at=warm_due)
+    await wait_rows(db, warm, [warm_due], flow)
+
+
 async def _tick() -> None:
     import asyncio
 
@@ -96,11 +104,7 @@ async def test_fires_rearms_cancels_ignores_stale_digests_and_dead_letters(
     writer, reader = kafka
     flow = start_flow(tmp_path, kafka_settings, reminders_db, digest_window="PT2S")
     try:
-        # The flow is live once a first task shows up in its read model.
-        warm = uuid.uuid4()
-        warm_due = whole_seconds_from_now(3600)
-        writer.send("task.created", warm, user="w", version=1, due_at=warm_due)
-        await wait_rows(db, warm, [warm_due], flow)
+        await wait_live(writer, db, flow)
 
         base = whole_seconds_from_now(3)
         ids = {name: uuid.uuid4() for name in "abcdefgs"}
@@ -255,10 +259,7 @@ async def test_kill9_after_a_digest_then_a_restart_that_sends_alone_doubles_noth
     writer, reader = kafka
     flow = start_flow(tmp_path, kafka_settings, reminders_db, snapshot_s=30, digest_window="PT2S")
     try:
-        warm = uuid.uuid4()
-        warm_due = whole_seconds_from_now(3600)
-        writer.send("task.created", warm, user="w", version=1, due_at=warm_due)
-        await wait_rows(db, warm, [warm_due], flow)
+        await wait_live(writer, db, flow)
 
         base = whole_seconds_from_now(3)
         tasks = [uuid.uuid4() for _ in range(3)]

@@ -71,7 +71,9 @@ async def test_an_erasure_deletes_the_users_records(db: asyncpg.Connection) -> N
     assert [r.event_id for r in await last_sent(db, timedelta(minutes=10))] == ["d2"]
 
 
-def test_the_index_reads_the_database_once_at_first_use(reminders_db: str) -> None:
+def test_the_index_over_the_database_resends_a_recorded_message_once(
+    reminders_db: str,
+) -> None:
     async def seed() -> None:
         conn = await asyncpg.connect(reminders_db)
         try:

@@ -9,13 +9,14 @@ from datetime import timedelta
 from bytewax.operators import StatefulLogic
 
 from pipelines.reminders.logic import FlowContext, UserDigestLogic
+from pipelines.reminders.sent import NOTHING_SENT, SentIndex
 from reminders.domain.catchup import CatchUpPolicy
 from reminders.domain.digest import Digest, admit
 from tests.unit.reminders.factories import T0
 from tests.unit.reminders.test_digest import WINDOW, fired
 
 
-def context(hold_from_s: float) -> FlowContext:
+def context(hold_from_s: float, sent: SentIndex = NOTHING_SENT) -> FlowContext:
     return FlowContext(
         clock=lambda: T0,
         policy=CatchUpPolicy(),
@@ -24,6 +25,7 @@ def context(hold_from_s: float) -> FlowContext:
         digest_window=WINDOW,
         tick=timedelta(0),
         hold_from=T0 + timedelta(seconds=hold_from_s),
+        sent=sent,
     )
 
 

@@ -10,13 +10,13 @@ from bytewax.operators import StatefulLogic
 
 from events.payloads import UserErased
 from pipelines.reminders.erasure import ErasureDone, ErasureInput
-from pipelines.reminders.logic import FlowContext, UserDigestLogic
+from pipelines.reminders.logic import UserDigestLogic
 from pipelines.reminders.sent import Resend, SentIndex, resent
-from reminders.domain.catchup import CatchUpPolicy
 from reminders.domain.digest import Digest, admit
 from reminders.ports import SentDelivery
 from tests.unit.reminders.factories import T0
 from tests.unit.reminders.test_digest import WINDOW, fired
+from tests.unit.reminders.test_digest_restart import context
 
 
 def record(event_id: str, *reminder_ids: str) -> SentDelivery:
@@ -28,19 +28,6 @@ def record(event_id: str, *reminder_ids: str) -> SentDelivery:
         key=b"alice",
         value=f"message {event_id}".encode(),
         headers=(("ce_type", b"reminder.digest"), ("traceparent", b"00-ab-cd-01")),
-    )
-
-
-def context(sent: SentIndex, hold_from_s: float = 0) -> FlowContext:
-    return FlowContext(
-        clock=lambda: T0,
-        policy=CatchUpPolicy(),
-        remind_at_due=True,
-        idle_ttl=timedelta(days=1),
-        digest_window=WINDOW,
-        tick=timedelta(0),
-        hold_from=T0 + timedelta(seconds=hold_from_s),
-        sent=sent,
     )
 
 
@@ -85,7 +72,7 @@ def test_a_resent_message_is_the_recorded_one_byte_for_byte() -> None:
 
 def test_a_fresh_logic_sends_a_recorded_reminder_as_recorded_and_keeps_no_window() -> None:
     index = SentIndex(lambda: [record("d1", "r1", "r2")])
-    live = UserDigestLogic(None, context(index))
+    live = UserDigestLogic(None, context(0, index))
     assert live.on_item(fired(1)) == ([Resend(record("d1", "r1", "r2"))], StatefulLogic.DISCARD)
     assert live.window is None
     # A reminder not sent before still opens a window and goes out at once.
@@ -95,7 +82,7 @@ def test_a_fresh_logic_sends_a_recorded_reminder_as_recorded_and_keeps_no_window
 
 def test_before_hold_from_a_recorded_reminder_is_not_sent_alone() -> None:
     index = SentIndex(lambda: [record("d1", "r1", "r2")])
-    live = UserDigestLogic(None, context(index, hold_from_s=30))
+    live = UserDigestLogic(None, context(30, index))
     assert live.on_item(fired(2)) == ([Resend(record("d1", "r1", "r2"))], StatefulLogic.DISCARD)
     assert live.on_item(fired(4)) == ([fired(4)], StatefulLogic.DISCARD)
 
@@ -107,7 +94,7 @@ def test_a_restored_window_drops_what_went_out_after_its_snapshot() -> None:
     saved, _ = admit(saved, fired(1), T0, WINDOW)
     saved, _ = admit(saved, fired(2), T0, WINDOW)
     index = SentIndex(lambda: [record("r0", "r0"), record("d123", "r1", "r2", "r3")])
-    loaded = UserDigestLogic(saved, context(index))
+    loaded = UserDigestLogic(saved, context(0, index))
     out, keep = loaded.on_item(fired(5))  # new: held in the restored window
     assert out == [Resend(record("d123", "r1", "r2", "r3"))] and keep == StatefulLogic.RETAIN
     assert loaded.on_item(fired(3)) == ([], StatefulLogic.RETAIN)
@@ -120,13 +107,13 @@ def test_a_restored_window_that_closes_first_resends_and_sends_no_empty_digest()
     saved, _ = admit(None, fired(0), T0, WINDOW)
     saved, _ = admit(saved, fired(1), T0, WINDOW)
     index = SentIndex(lambda: [record("d1", "r1")])
-    loaded = UserDigestLogic(saved, context(index))
+    loaded = UserDigestLogic(saved, context(0, index))
     assert loaded.on_notify() == ([Resend(record("d1", "r1"))], StatefulLogic.DISCARD)
 
 
 def test_an_erased_user_gets_nothing_resent() -> None:
     index = SentIndex(lambda: [record("d1", "r1")])
-    logic = UserDigestLogic(None, context(index))
+    logic = UserDigestLogic(None, context(0, index))
     erased = UserErased(
         user_id="alice", erasure_id=uuid.uuid4(), requested_at=T0, requested_by="self"
     )
