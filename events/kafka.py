@@ -6,6 +6,7 @@ fetch latency. Every option also works against Apache Kafka.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -91,6 +92,12 @@ class KafkaSettings(SecretFilesMixin, BaseSettings):
         """`fetch.wait.max.ms` for a consumer that accepts `tansu_budget_ms` of added latency
         on Tansu; on Kafka the long wait, which returns as soon as data arrives."""
         return tansu_budget_ms if self.profile == "tansu" else LONG_FETCH_WAIT_MS
+
+    def quiet_check_seconds(self, tansu_interval: timedelta) -> float:
+        """How often a quiet consumer looks for new data instead of fetching
+        (events/quiet.py): on Tansu `tansu_interval`; on Kafka 0, never pausing, since a
+        waiting fetch there costs nothing and returns as soon as data arrives."""
+        return tansu_interval.total_seconds() if self.profile == "tansu" else 0.0
 
     def common(self) -> dict[str, Any]:
         """Connection and security properties shared by producers, consumers and admin."""

@@ -51,6 +51,13 @@ class NotifySettings(SecretFilesMixin, BaseSettings):
     # user's path (POST → frame), so it is short; each fetch costs the broker ~0.5–1 ms of
     # CPU. (On the `kafka` profile the wait is long and free.)
     worker_fetch_wait_ms: int = 20
+    # On Tansu, after this long without a message the worker stops fetching and instead
+    # asks the partitions' ends every `worker_quiet_check` (one cheap request, no empty
+    # fetch wait: events/quiet.py). The first change after a quiet spell waits up to one
+    # check longer; steady traffic never pauses. 0 keeps fetching; on the `kafka` profile,
+    # where an empty fetch is free, the worker never pauses.
+    worker_quiet_after: timedelta = timedelta(seconds=1)
+    worker_quiet_check: timedelta = timedelta(milliseconds=50)
     # Offsets are committed at most this often (and whenever the worker goes idle): each
     # commit is a broker round trip; a crash re-reads at most this much, which the per-event
     # dedupe absorbs (notify_ws/worker/offsets.py).

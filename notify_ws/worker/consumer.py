@@ -14,11 +14,11 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from events.codec import decode
-from events.consuming import poll_batch
 from events.dlq import dead_letter
 from events.errors import DecodeError
 from events.kafka import KafkaSettings
 from events.producer import AsyncProducer
+from events.quiet import QuietFetch
 from notify_ws.db.notifications import Notification
 from notify_ws.metrics import Metrics
 from notify_ws.settings import NotifySettings
@@ -66,8 +66,15 @@ class Worker:
         consumer = Consumer(self._kafka.consumer(self._s.worker_group, **overrides))
         loop = asyncio.get_running_loop()
 
+        quiet = QuietFetch(
+            consumer,
+            quiet_after=self._s.worker_quiet_after.total_seconds(),
+            check_every=self._kafka.quiet_check_seconds(self._s.worker_quiet_check),
+        )
+
         def on_assign(_consumer: Any, _partitions: list[TopicPartition]) -> None:
             # librdkafka calls this in the poll thread.
+            quiet.assigned()
             loop.call_soon_threadsafe(self.assigned.set)
 
         def on_revoke(revoked_from: Any, partitions: list[TopicPartition]) -> None:
@@ -85,7 +92,7 @@ class Worker:
         try:
             while not stop.is_set():
                 beat()  # liveness: once a round, at least once per poll timeout
-                msgs = await asyncio.to_thread(poll_batch, consumer, batch, timeout)
+                msgs = await asyncio.to_thread(quiet.poll, batch, timeout)
                 if msgs:
                     await self._handle(consumer, msgs, stop)
                 else:
