@@ -124,7 +124,10 @@ class QuietFetch:
         return known
 
     def _anything_new(self) -> bool:
-        """One ListOffsets request: has any paused partition grown past its position?"""
+        """One ListOffsets request: has any paused partition's end moved from its position?
+        Past it: new messages. Behind it: the broker lost or truncated its log (Tansu keeps
+        it in memory and restarts empty), which only fetching resolves (librdkafka's
+        offset reset)."""
         read_up_to = self._read_up_to or {}
         if not read_up_to:
             return True
@@ -135,7 +138,7 @@ class QuietFetch:
             log.debug("partition ends unknown, fetching on: %s", exc)
             return True
         return any(
-            end.error is not None or end.offset > read_up_to.get((end.topic, end.partition), -1)
+            end.error is not None or end.offset != read_up_to.get((end.topic, end.partition))
             for end in ends
         )
 

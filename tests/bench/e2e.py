@@ -15,6 +15,9 @@ transaction, so an entry is visible once its chain's head reaches its `chain_seq
 reminder lateness (frame receipt minus the task's due time). Clocks: `time.time()` in both
 client processes and `recorded_at` in the audit writer, all on this machine.
 
+After the idle measurement, `--trickle` changes go one at a time, each `--trickle-gap` s after
+the last (`trickle`: POST -> answer and -> frame as a lone user on a quiet system sees them).
+
 Each step also gives `stages_ms` (when the relay, the notify worker and the hub had each change,
 from the task and notify databases), CPU used per component, by this bench and by the rest of
 the machine (`cpu_util`, cores; other tests on a shared machine show up as "others"), and the
@@ -164,6 +167,28 @@ class Run:
             if time.time() > max(deadline, last_due + self.args.drain):
                 return audits
             await asyncio.sleep(0.5)
+
+    async def trickle(self, count: int, gap: float) -> dict[str, Any]:
+        """Changes one at a time, each after `gap` seconds of nothing: what a lone user sees
+        of a quiet system (the notification worker stops fetching after a quiet second)."""
+        changes = []
+        for _ in range(count):
+            await asyncio.sleep(gap)
+            change, task = self.load.start(time.time())
+            await task
+            changes.append(change)
+        await self.drain(changes)
+        ok = [c for c in changes if c.status in (200, 201)]
+        frames = [self.observer.frames[(c.task_id, c.kind)] - c.scheduled
+                  for c in ok if (c.task_id, c.kind) in self.observer.frames]  # fmt: skip
+        progress("trickle done")
+        return {
+            "changes": count,
+            "gap_s": gap,
+            "accepted": len(ok),
+            "post_response_ms": ms([c.done - c.scheduled for c in ok]),
+            "post_to_ws_ms": ms(frames) | {"missing": len(ok) - len(frames)},
+        }
 
     async def step(self, rate: float) -> dict[str, Any]:
         load_before, cpu_before = os.getloadavg()[0], cpu_seconds(self.system, self.client_pids)
@@ -367,6 +392,7 @@ async def run(args: argparse.Namespace, system: System) -> dict[str, Any]:
                 await asyncio.sleep(args.idle)
                 idle = cpu_util(idle_before, cpu_seconds(system, bench.client_pids), args.idle)
                 observer.poll_heads(True)
+            trickle = await bench.trickle(args.trickle, args.trickle_gap) if args.trickle else None
             if args.warmup > 0:
                 await bench.generate(rates[0], args.warmup, "warm-up")
                 progress("warm-up done")
@@ -387,6 +413,7 @@ async def run(args: argparse.Namespace, system: System) -> dict[str, Any]:
     return {
         "idle_cpu_util": idle,
         "idle_system_cores": system_cores(idle) if idle else None,
+        "trickle": trickle,
         "steps": steps,
         "max_sustained_rate": sustained,
         "targets": targets(idle, steps, sustained, bool(args.sweep)),
@@ -404,6 +431,8 @@ def main() -> None:
     parser.add_argument("--sweep", default="", help="comma-separated rates, e.g. 100,200,500")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds per step")
     parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--trickle", type=int, default=5, help="lone changes after the idle")
+    parser.add_argument("--trickle-gap", type=float, default=2.0, help="seconds before each")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of no load, measured")
     parser.add_argument("--drain", type=float, default=15.0, help="max wait for stragglers")
     parser.add_argument("--connections", type=int, default=64, help="HTTP connection pool")

@@ -164,6 +164,15 @@ def test_new_data_resumes_and_wakes_the_broker_thread(consumer: FakeConsumer, cl
     assert not quiet.paused
 
 
+def test_an_end_behind_the_position_resumes_fetching(consumer: FakeConsumer, clock: Clock) -> None:
+    quiet = quiet_fetch(consumer, clock)
+    go_quiet(quiet, consumer)
+    consumer.ends[("tasks", 0)] = 2  # the broker restarted empty and took two messages
+    quiet.poll(10, 0.25)
+    assert not quiet.paused
+    assert consumer.calls == ["poll", "ends", "resume", "wake"]
+
+
 def test_a_message_that_came_just_before_the_pause_resumes_at_once(
     consumer: FakeConsumer, clock: Clock
 ) -> None:
