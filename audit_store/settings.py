@@ -89,6 +89,10 @@ class AuditSettings(SecretFilesMixin, BaseSettings):
     # this long between them instead of letting Bytewax wake every millisecond (idle cost
     # 0.03 core → ~0.003; see pipelines/paced_source.py). 0 turns it off.
     flow_idle_wait: timedelta = timedelta(milliseconds=100)
+    # On Tansu, a partition waiting so stops fetching and asks its end this often instead
+    # (events/quiet.py: one cheap request in place of ~2 empty fetches): the first event
+    # after a quiet spell is audited up to this much later. 0 keeps fetching.
+    flow_idle_check: timedelta = timedelta(milliseconds=500)
     # Per-partition prefetch (librdkafka's default is 64 MiB a partition).
     flow_prefetch_kib: int = 8192
     flow_tail: bool = True

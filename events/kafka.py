@@ -93,11 +93,11 @@ class KafkaSettings(SecretFilesMixin, BaseSettings):
         on Tansu; on Kafka the long wait, which returns as soon as data arrives."""
         return tansu_budget_ms if self.profile == "tansu" else LONG_FETCH_WAIT_MS
 
-    def quiet_check_seconds(self, tansu_interval: timedelta) -> float:
+    def quiet_check(self, tansu_interval: timedelta) -> timedelta:
         """How often a quiet consumer looks for new data instead of fetching
         (events/quiet.py): on Tansu `tansu_interval`; on Kafka 0, never pausing, since a
         waiting fetch there costs nothing and returns as soon as data arrives."""
-        return tansu_interval.total_seconds() if self.profile == "tansu" else 0.0
+        return tansu_interval if self.profile == "tansu" else timedelta(0)
 
     def common(self) -> dict[str, Any]:
         """Connection and security properties shared by producers, consumers and admin."""

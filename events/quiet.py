@@ -34,14 +34,16 @@ log = logging.getLogger(__name__)
 
 # ListOffsets' timestamp for "the offset after the last message".
 LATEST = -1
+# librdkafka counts timeouts in whole milliseconds: a wait can end this much early.
+SLACK = 0.001
 Partition = tuple[str, int]
 
 
 class QuietFetch:
-    """`poll_batch` for a subscribed consumer that starts at the earliest offset, pausing
-    its partitions after `quiet_after` seconds without a message and looking for new data
-    every `check_every` seconds (0: never pause). Call it from one thread at a time (the
-    consumer's poll thread), and `assigned` from the consumer's `on_assign`."""
+    """`poll_batch` for a consumer that starts at the earliest offset (or where `start`
+    says), pausing its partitions after `quiet_after` seconds without a message and looking
+    for new data every `check_every` seconds (0: never pause). Call it from one thread at a
+    time (the consumer's poll thread), and `assigned` from a subscriber's `on_assign`."""
 
     def __init__(
         self,
@@ -51,14 +53,17 @@ class QuietFetch:
         check_every: float,
         request_timeout: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        start: Callable[[TopicPartition], int | None] | None = None,
     ) -> None:
         self._consumer = consumer
+        self._start = start
         self._quiet_after, self._check_every = quiet_after, check_every
         self._timeout, self._clock = request_timeout, clock
         self._last_data = clock()
         # Where each paused partition's next message would be; None while fetching.
         self._read_up_to: dict[Partition, int] | None = None
         self._reassigned = False
+        self._next_check = 0.0
 
     @property
     def paused(self) -> bool:
@@ -71,8 +76,9 @@ class QuietFetch:
 
     def poll(self, most: int, timeout: float) -> list[Any]:
         """Up to `most` messages, waiting at most about `timeout` for the first. While
-        paused, it checks every `check_every` within that time (serving the consumer's
-        callbacks meanwhile), and returns at once with what a resume brings."""
+        paused it checks once `check_every` has passed since the last check, however the
+        calls are spaced (serving the consumer's callbacks meanwhile), and returns at once
+        with what a resume brings."""
         if not self.paused:
             msgs = poll_batch(self._consumer, most, timeout)
             if self._reassigned:
@@ -85,11 +91,18 @@ class QuietFetch:
             return msgs
         deadline = self._clock() + timeout
         while True:
-            msgs = poll_batch(self._consumer, most, self._check_every)
-            if msgs or self._reassigned or self._anything_new():
-                self._resume()
+            wait = min(self._next_check, deadline) - self._clock()
+            msgs = poll_batch(self._consumer, most, max(wait, 0.0))
+            if msgs or self._reassigned:
+                self.resume()
                 return msgs
-            if deadline - self._clock() < self._check_every / 2:
+            now = self._clock()
+            if now >= self._next_check - SLACK:
+                self._next_check = now + self._check_every
+                if self._anything_new():
+                    self.resume()
+                    return []
+            if now >= deadline - SLACK:
                 return []
 
     def _pause(self) -> None:
@@ -103,14 +116,20 @@ class QuietFetch:
             log.debug("positions unknown, fetching on: %s", exc)
             self._read_up_to = {}
         # A message may have come between the last empty fetch and the pause.
+        self._next_check = self._clock() + self._check_every
         if self._anything_new():
-            self._resume()
+            self.resume()
 
     def _positions(self, partitions: list[TopicPartition]) -> dict[Partition, int]:
-        """Each partition's next offset to hand out: the consumer's position, else its
-        group's committed offset (nothing read yet in this assignment), else the
-        partition's first offset (nothing committed: the consumer starts at the earliest)."""
+        """Each partition's next offset to hand out: the consumer's position, else where
+        the caller says it started (`start`: nothing read yet), else its group's committed
+        offset, else the partition's first offset (the consumer starts at the earliest)."""
         known = {(tp.topic, tp.partition): tp.offset for tp in self._consumer.position(partitions)}
+        if self._start is not None:
+            for (topic, partition), offset in list(known.items()):
+                started = self._start(TopicPartition(topic, partition)) if offset < 0 else None
+                if started is not None:
+                    known[(topic, partition)] = started
         unread = [TopicPartition(t, p) for (t, p), offset in known.items() if offset < 0]
         if unread:
             for tp in self._consumer.committed(unread, timeout=self._timeout):
@@ -142,7 +161,10 @@ class QuietFetch:
             for end in ends
         )
 
-    def _resume(self) -> None:
+    def resume(self) -> None:
+        """Fetch again now (a caller that knows data is coming, or stops checking)."""
+        if not self.paused:
+            return
         partitions = self._consumer.assignment()
         self._read_up_to, self._reassigned = None, False
         self._last_data = self._clock()

@@ -13,6 +13,7 @@ from bytewax.connectors.kafka import KafkaSource
 from bytewax.inputs import StatefulSourcePartition
 
 from events.consuming import poll_batch
+from events.quiet import QuietFetch
 from runtime.flow import partition_heartbeat
 from runtime.heartbeat import Heartbeat
 
@@ -38,6 +39,9 @@ class IdleGate:
 
     wait: timedelta
     after: timedelta = timedelta(seconds=1)
+    # While quiet, a partition stops fetching and asks its end this often (events/quiet.py);
+    # 0 keeps it fetching.
+    check: timedelta = timedelta(0)
     partitions: int = 0
     last_data: float = field(default_factory=time.monotonic)
 
@@ -67,14 +71,25 @@ class WaitingConsumer:
     """Stands in for a `_KafkaSourcePartition`'s consumer: its `consume` (called with a
     1 ms timeout) waits up to `wait` seconds for the first message, then takes what else
     is queued without waiting; or, with `collect`, gathers messages for `collect` seconds
-    (fewer if a whole batch comes first). Both 0 leave `consume` as it is."""
+    (fewer if a whole batch comes first). Both 0 leave `consume` as it is. With `quiet`,
+    a wait pauses the partition once it came back empty and checks its end instead of
+    fetching (Tansu's empty fetches cost it CPU); anything but a wait fetches again."""
 
-    def __init__(self, consumer: Any) -> None:
+    def __init__(self, consumer: Any, quiet: QuietFetch | None = None) -> None:
         self._consumer = consumer
+        self._quiet = quiet
         self.wait = 0.0
         self.collect = 0.0
 
+    @property
+    def paused(self) -> bool:
+        return self._quiet is not None and self._quiet.paused
+
     def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        if self._quiet is not None:
+            if self.wait > 0:
+                return self._quiet.poll(num_messages, self.wait)
+            self._quiet.resume()  # the source has data again: every partition fetches
         if self.collect > 0:
             return list(self._consumer.consume(num_messages, self.collect))
         if self.wait <= 0:
@@ -107,7 +122,25 @@ class _PacedPartition(StatefulSourcePartition[Any, Any]):
         if gate is not None:
             # Bytewax 0.21.1 is the last release: `_consumer` is the partition's one
             # librdkafka consumer (tests/unit/pipelines/test_paced_source.py pins this).
-            self._waiting = WaitingConsumer(inner._consumer)  # type: ignore[attr-defined]
+            consumer = inner._consumer  # type: ignore[attr-defined]
+            quiet = None
+            if gate.check > timedelta(0):
+
+                def assigned_at(_partition: Any) -> int | None:
+                    # Before its first message the partition is where Bytewax assigned
+                    # it: the resume offset, or a symbolic one (the beginning) below 0.
+                    offset: int = inner._offset  # type: ignore[attr-defined]
+                    return offset if offset >= 0 else None
+
+                # The gate has already found the source quiet when a partition waits: it
+                # pauses after its first empty wait.
+                quiet = QuietFetch(
+                    consumer,
+                    quiet_after=0.0,
+                    check_every=gate.check.total_seconds(),
+                    start=assigned_at,
+                )
+            self._waiting = WaitingConsumer(consumer, quiet)
             inner._consumer = self._waiting  # type: ignore[attr-defined]
             gate.partitions += 1
         # Bytewax calls next_batch only once next_awake has passed: the hold is just a
@@ -155,7 +188,9 @@ class PacedKafkaSource(KafkaSource):
     the timer step scans every armed key, so fewer, larger batches keep it cheap.
 
     When the whole source has been quiet for a second, its partitions wait in librdkafka
-    for up to `idle_wait` between them instead (see `IdleGate`); 0 turns that off.
+    for up to `idle_wait` between them instead (see `IdleGate`); 0 turns that off. With
+    `idle_check` too, a waiting partition pauses and asks its end that often instead of
+    fetching (`WaitingConsumer`).
 
     After a restart from recovery, partitions hold back for `resume_hold`: Bytewax 0.21
     runs items of the resume epoch eagerly, before that epoch closes and the keys' saved
@@ -170,6 +205,7 @@ class PacedKafkaSource(KafkaSource):
         *args: Any,
         resume_hold: timedelta = timedelta(0),
         idle_wait: timedelta = timedelta(0),
+        idle_check: timedelta = timedelta(0),
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -177,7 +213,7 @@ class PacedKafkaSource(KafkaSource):
         self._resume_hold = resume_hold
         # One gate per source object, so per process: with several workers (threads) in
         # one process they share it, the wait split among all their partitions.
-        self._gate = IdleGate(idle_wait) if idle_wait > timedelta(0) else None
+        self._gate = IdleGate(idle_wait, check=idle_check) if idle_wait > timedelta(0) else None
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> Any:
         inner = super().build_part(step_id, for_part, resume_state)

@@ -60,6 +60,11 @@ class ReminderSettings(SecretFilesMixin, BaseSettings):
     # Timers wait for it too: it adds at most this much to a reminder's lateness while
     # the flow is quiet. 0 turns it off.
     source_idle_wait: timedelta = timedelta(milliseconds=50)
+    # On Tansu, a quiet source's partition stops fetching and asks its end this often
+    # instead (events/quiet.py): a task changed after a quiet spell reaches its timer up to
+    # this much later (a reminder due sooner than that after the change fires late). 0
+    # keeps fetching.
+    source_idle_check: timedelta = timedelta(milliseconds=500)
     # After a restart from recovery the source stays silent this long, so the saved timer
     # and digest state is loaded before new task events touch it (PacedKafkaSource). Must
     # exceed two snapshot intervals (the flow runs with `-s 1`).

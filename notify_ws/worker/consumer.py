@@ -69,7 +69,7 @@ class Worker:
         quiet = QuietFetch(
             consumer,
             quiet_after=self._s.worker_quiet_after.total_seconds(),
-            check_every=self._kafka.quiet_check_seconds(self._s.worker_quiet_check),
+            check_every=self._kafka.quiet_check(self._s.worker_quiet_check).total_seconds(),
         )
 
         def on_assign(_consumer: Any, _partitions: list[TopicPartition]) -> None:

@@ -63,6 +63,7 @@ def flow_from_settings(
         add_config=config,
         batch_size=audit.flow_batch_size,
         idle_wait=audit.flow_idle_wait,
+        idle_check=kafka.quiet_check(audit.flow_idle_check),
     )
 
     keyring = audit.keyring()  # one per process: workers share its unwrapped-key cache

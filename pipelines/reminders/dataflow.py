@@ -240,6 +240,7 @@ def flow_from_env(settings: ReminderSettings | None = None) -> Dataflow:
         raise_on_errors=False,
         resume_hold=settings.resume_hold,
         idle_wait=settings.source_idle_wait,
+        idle_check=kafka.quiet_check(settings.source_idle_check),
     )
     metrics = MessagingMetrics(REGISTRY)  # the flow process's registry (runtime.flow)
 

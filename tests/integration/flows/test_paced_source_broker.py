@@ -63,3 +63,42 @@ def test_a_quiet_partition_waits_in_librdkafka_and_returns_what_arrives(
         assert got == [b"again"]
     finally:
         part.close()
+
+
+def test_with_a_check_a_quiet_partition_pauses_at_its_resume_offset_and_finds_new_data(
+    kafka_settings: KafkaSettings,
+) -> None:
+    topic = kafka_settings.topics.tasks
+    producer = Producer(kafka_settings.producer())
+    producer.produce(topic, b"before the restart", key=b"k", partition=0)
+    assert producer.flush(10) == 0
+    source = PacedKafkaSource(
+        timedelta(milliseconds=50),
+        [kafka_settings.bootstrap],
+        [topic],
+        tail=True,
+        add_config={"fetch.wait.max.ms": "20"},
+        batch_size=100,
+        idle_wait=timedelta(milliseconds=200),
+        idle_check=timedelta(milliseconds=100),
+    )
+    # Resumed after that message, as a flow restarting from its snapshot: nothing to read.
+    part = source.build_part("flow.in", f"0-{topic}", 1)
+    try:
+        waiting = part._inner._consumer
+        part._gate.last_data -= 60  # quiet for a minute
+        deadline = time.monotonic() + 15
+        while not waiting.paused:
+            assert time.monotonic() < deadline, "never paused"
+            assert part.next_batch() == []
+
+        producer.produce(topic, b"hello", key=b"k", partition=0)
+        assert producer.flush(10) == 0
+        got: list[bytes | None] = []
+        deadline = time.monotonic() + 15
+        while not got and time.monotonic() < deadline:
+            got = [m.value for m in part.next_batch()]
+        assert got == [b"hello"]
+        assert not waiting.paused
+    finally:
+        part.close()

@@ -184,7 +184,7 @@ def test_the_tansu_profile_keeps_each_consumers_latency_budget() -> None:
     assert settings.fetch_wait_ms(250) == 250
     assert settings.consumer("g")["fetch.wait.max.ms"] == 20
     # A quiet consumer pauses and checks for data instead of polling (events/quiet.py).
-    assert settings.quiet_check_seconds(timedelta(milliseconds=50)) == 0.05
+    assert settings.quiet_check(timedelta(milliseconds=50)) == timedelta(milliseconds=50)
 
 
 def test_the_kafka_profile_waits_long_because_the_broker_answers_on_data(
@@ -195,7 +195,7 @@ def test_the_kafka_profile_waits_long_because_the_broker_answers_on_data(
     assert settings.fetch_wait_ms(10) == 500
     assert settings.consumer("g")["fetch.wait.max.ms"] == 500
     # An empty fetch is free there: a quiet consumer never pauses.
-    assert settings.quiet_check_seconds(timedelta(milliseconds=50)) == 0.0
+    assert settings.quiet_check(timedelta(milliseconds=50)) == timedelta(0)
     # A caller's own override still wins over the profile.
     assert settings.consumer("g", **{"fetch.wait.max.ms": 5})["fetch.wait.max.ms"] == 5
 

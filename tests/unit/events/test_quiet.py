@@ -269,3 +269,48 @@ def test_a_zero_check_interval_never_pauses(consumer: FakeConsumer, clock: Clock
         quiet.poll(10, 0.25)
     assert not quiet.paused
     assert set(consumer.calls) == {"poll"}
+
+
+def test_short_polls_check_only_once_the_interval_has_passed(
+    consumer: FakeConsumer, clock: Clock
+) -> None:
+    # A dataflow's partition waits 33 ms at a time; its end is asked every 0.5 s.
+    quiet = QuietFetch(consumer, quiet_after=0.0, check_every=0.5, clock=clock)
+    assert quiet.poll(10, 0.033) == []
+    assert quiet.paused and consumer.calls == ["poll", "pause", "ends"]
+    consumer.calls.clear()
+    for _ in range(15):  # 15 × 33 ms: just under 0.5 s
+        assert quiet.poll(10, 0.033) == []
+    assert consumer.calls == ["poll"] * 15
+    consumer.calls.clear()
+    quiet.poll(10, 0.033)  # the wait is cut at the check, then goes on to its end
+    assert consumer.calls == ["poll", "ends", "poll"]
+
+
+def test_a_start_hook_places_a_partition_nothing_was_read_from(
+    consumer: FakeConsumer, clock: Clock
+) -> None:
+    consumer.positions[("reminders", 0)] = -1001
+    started: list[TopicPartition] = []
+
+    def start(tp: TopicPartition) -> int:
+        started.append(tp)
+        return 3  # where the caller assigned it (a dataflow's resume offset)
+
+    quiet = QuietFetch(consumer, quiet_after=1.0, check_every=0.05, clock=clock, start=start)
+    for _ in range(4):
+        quiet.poll(10, 0.25)
+    assert quiet.paused
+    assert [(tp.topic, tp.partition) for tp in started] == [("reminders", 0)]
+    assert "committed" not in consumer.calls and "watermarks" not in consumer.calls
+
+
+def test_resume_fetches_again_and_is_harmless_when_fetching(
+    consumer: FakeConsumer, clock: Clock
+) -> None:
+    quiet = quiet_fetch(consumer, clock)
+    quiet.resume()
+    assert "resume" not in consumer.calls
+    go_quiet(quiet, consumer)
+    quiet.resume()
+    assert not quiet.paused and consumer.calls == ["resume", "wake"]

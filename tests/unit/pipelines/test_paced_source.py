@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from confluent_kafka import TopicPartition
 
 from pipelines.paced_source import IdleGate, WaitingConsumer, _PacedPartition
 
@@ -125,3 +126,69 @@ def test_closing_a_partition_leaves_the_others_a_larger_share() -> None:
     assert gate.partitions == 1
     part.next_batch()
     assert consumer.calls == [("poll", 0.1)]
+
+
+class PausingConsumer(FakeConsumer):
+    """A one-partition consumer (Bytewax assigns it) that can pause and be asked its end."""
+
+    def __init__(self, end: int) -> None:
+        super().__init__()
+        self.end = end
+        self.events: list[str] = []
+
+    def assignment(self) -> list[Any]:
+        return [TopicPartition("tasks", 0)]
+
+    def pause(self, _partitions: list[Any]) -> None:
+        self.events.append("pause")
+
+    def resume(self, _partitions: list[Any]) -> None:
+        self.events.append("resume")
+
+    def list_topics(self, _topic: str, timeout: float) -> None:
+        self.events.append("wake")
+
+    def position(self, partitions: list[Any]) -> list[Any]:
+        return [TopicPartition(tp.topic, tp.partition, -1001) for tp in partitions]
+
+    def offsets_for_times(self, partitions: list[Any], timeout: float) -> list[Any]:
+        self.events.append("ends")
+        return [TopicPartition(tp.topic, tp.partition, self.end) for tp in partitions]
+
+
+class AssignedPartition(FakePartition):
+    def __init__(self, consumer: FakeConsumer, offset: int) -> None:
+        super().__init__(consumer)
+        self._offset = offset  # Bytewax's next offset: the resume offset until a message
+
+
+def test_with_a_check_a_quiet_partition_pauses_and_a_busy_source_resumes_it() -> None:
+    gate = _quiet_gate(100)
+    gate.check = timedelta(seconds=30)
+    consumer = PausingConsumer(end=12)
+    part = _PacedPartition(
+        AssignedPartition(consumer, offset=12),  # type: ignore[arg-type]
+        timedelta(milliseconds=50), 1000, gate=gate,
+    )  # fmt: skip
+
+    assert part.next_batch() == []
+    # One empty wait, then paused where Bytewax assigned it (its end: nothing new).
+    assert consumer.events == ["pause", "ends"]
+    assert part.next_batch() == []  # paused, the next check 30 s away: a plain wait
+    assert consumer.events == ["pause", "ends"]
+
+    gate.saw_data()  # another partition of the source has data: every partition fetches
+    part.next_batch()
+    assert consumer.events == ["pause", "ends", "resume", "wake"]
+
+
+def test_a_resume_offset_behind_the_end_keeps_the_partition_fetching() -> None:
+    gate = _quiet_gate(100)
+    gate.check = timedelta(seconds=30)
+    consumer = PausingConsumer(end=15)  # three messages since the resume offset
+    part = _PacedPartition(
+        AssignedPartition(consumer, offset=12),  # type: ignore[arg-type]
+        timedelta(milliseconds=50), 1000, gate=gate,
+    )  # fmt: skip
+    part.next_batch()
+    assert consumer.events == ["pause", "ends", "resume", "wake"]
