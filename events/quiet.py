@@ -1,5 +1,5 @@
-"""Stop fetching from Tansu while a consumer is quiet; a ListOffsets request a check finds
-new data.
+"""Stop fetching from Tansu while a consumer is quiet; one ListOffsets request per check
+finds new data.
 
 Tansu answers an empty fetch only when its wait runs out, and each costs it about a
 millisecond of CPU: the notification worker, whose short wait keeps it on the user's path,
