@@ -81,8 +81,7 @@ class QuietFetch:
         with what a resume brings."""
         if not self.paused:
             msgs = poll_batch(self._consumer, most, timeout)
-            if self._reassigned:
-                self._reassigned = False
+            self._reassigned = False  # fetching already: a new assignment needs nothing
             now = self._clock()
             if msgs:
                 self._last_data = now

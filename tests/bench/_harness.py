@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import psutil
 
 from deploy.broker import LocalBroker, ensure_topics, start_broker
 from deploy.database import server_url, start_embedded
@@ -109,3 +110,9 @@ def percentile(values: list[float], fraction: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def process_cpu_seconds(process: psutil.Process) -> float:
+    """User plus system CPU seconds one process has used so far."""
+    times = process.cpu_times()
+    return float(times.user + times.system)

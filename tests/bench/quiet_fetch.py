@@ -29,20 +29,10 @@ from confluent_kafka import Consumer, Producer
 
 from events.kafka import KafkaSettings
 from events.quiet import QuietFetch
-from tests.bench._harness import local_broker
+from tests.bench._harness import local_broker, percentile, process_cpu_seconds
 
 FETCH_WAIT_MS = 20
 QUIET_AFTER_S = 1.0
-
-
-def _cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
 def _one_round(
@@ -76,9 +66,9 @@ def _one_round(
                 raise TimeoutError("the consumer never got its partitions")
             time.sleep(0.05)
         time.sleep(QUIET_AFTER_S + 1)  # gone quiet (or still fetching, at 0)
-        cpu0, t0 = _cpu_seconds(broker), time.monotonic()
+        cpu0, t0 = process_cpu_seconds(broker), time.monotonic()
         time.sleep(idle_s)
-        idle_cores = (_cpu_seconds(broker) - cpu0) / (time.monotonic() - t0)
+        idle_cores = (process_cpu_seconds(broker) - cpu0) / (time.monotonic() - t0)
         latencies = []
         for n in range(messages):
             time.sleep(1.5 + random.random())
@@ -100,7 +90,7 @@ def _one_round(
         "broker_idle_cores": round(idle_cores, 4),
         "next_message_ms": {
             "p50": round(statistics.median(latencies), 1),
-            "p90": _percentile(latencies, 0.9),
+            "p90": round(percentile(latencies, 0.9), 1),
             "max": round(max(latencies), 1),
         },
     }

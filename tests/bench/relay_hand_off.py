@@ -29,16 +29,16 @@ from deploy.broker import LocalBroker
 from events.kafka import KafkaSettings
 from task_api.app import create_app
 from task_api.settings import Config, TaskApiSettings
-from tests.bench._harness import local_broker, postgres_admin_url, scratch_database
+from tests.bench._harness import (
+    local_broker,
+    postgres_admin_url,
+    process_cpu_seconds,
+    scratch_database,
+)
 from webapi.auth import AuthSettings, issue_token
 
 SECRET = "bench-secret-" + "x" * 32
 WARM_UP_CREATES = 50
-
-
-def _cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
 
 
 def _postgres_cpu_seconds() -> float:
@@ -76,12 +76,20 @@ async def _creates(
                     raise RuntimeError(f"create answered {reply.status_code}")
                 await asyncio.sleep(gap)
 
-        before = (_cpu_seconds(me), _postgres_cpu_seconds(), _cpu_seconds(broker_process))
+        before = (
+            process_cpu_seconds(me),
+            _postgres_cpu_seconds(),
+            process_cpu_seconds(broker_process),
+        )
         started = time.monotonic()
         await asyncio.gather(*(writer(creates // concurrency) for _ in range(concurrency)))
         took = time.monotonic() - started
         await asyncio.sleep(0.5)  # the last deliveries and marks
-        after = (_cpu_seconds(me), _postgres_cpu_seconds(), _cpu_seconds(broker_process))
+        after = (
+            process_cpu_seconds(me),
+            _postgres_cpu_seconds(),
+            process_cpu_seconds(broker_process),
+        )
     app_ms, pg_ms, broker_ms = (
         (b - a) * 1000 / creates for a, b in zip(before, after, strict=True)
     )

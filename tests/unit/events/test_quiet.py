@@ -112,9 +112,14 @@ def quiet_fetch(consumer: FakeConsumer, clock: Clock, check_every: float = 0.05)
     return QuietFetch(consumer, quiet_after=1.0, check_every=check_every, clock=clock)
 
 
-def go_quiet(quiet: QuietFetch, consumer: FakeConsumer) -> None:
+def quiet_second(quiet: QuietFetch) -> None:
+    """Four empty rounds of 0.25 s: as long as `quiet_after`."""
     for _ in range(4):
         assert quiet.poll(10, 0.25) == []
+
+
+def go_quiet(quiet: QuietFetch, consumer: FakeConsumer) -> None:
+    quiet_second(quiet)
     assert quiet.paused
     consumer.calls.clear()
 
@@ -178,8 +183,7 @@ def test_a_message_that_came_just_before_the_pause_resumes_at_once(
 ) -> None:
     quiet = quiet_fetch(consumer, clock)
     consumer.ends[("tasks", 0)] = 8  # fetched but not handed out: pausing drops it
-    for _ in range(4):
-        quiet.poll(10, 0.25)
+    quiet_second(quiet)
     assert not quiet.paused
     assert consumer.calls[-4:] == ["pause", "ends", "resume", "wake"]
 
@@ -200,8 +204,7 @@ def test_unread_partitions_start_at_the_committed_offset(
     consumer.positions[("reminders", 0)] = -1001
     consumer.committed_offsets[("reminders", 0)] = 3
     quiet = quiet_fetch(consumer, clock)
-    for _ in range(4):
-        quiet.poll(10, 0.25)
+    quiet_second(quiet)
     assert quiet.paused
     assert consumer.calls[-3:] == ["pause", "committed", "ends"]
     consumer.ends[("reminders", 0)] = 4
@@ -216,8 +219,7 @@ def test_unread_and_uncommitted_partitions_start_at_their_first_offset(
     consumer.lows[("reminders", 0)] = 1
     consumer.ends[("reminders", 0)] = 2  # one message the consumer has never read
     quiet = quiet_fetch(consumer, clock)
-    for _ in range(4):
-        quiet.poll(10, 0.25)
+    quiet_second(quiet)
     assert not quiet.paused
     assert consumer.calls[-6:] == ["pause", "committed", "watermarks", "ends", "resume", "wake"]
 
@@ -229,8 +231,7 @@ def test_a_failed_request_resumes_fetching(
     consumer.positions[("tasks", 0)] = -1001
     consumer.failing.add(failing)
     quiet = quiet_fetch(consumer, clock)
-    for _ in range(4):
-        quiet.poll(10, 0.25)
+    quiet_second(quiet)
     assert not quiet.paused
     assert consumer.calls[-2:] == ["resume", "wake"]
 
@@ -298,8 +299,7 @@ def test_a_start_hook_places_a_partition_nothing_was_read_from(
         return 3  # where the caller assigned it (a dataflow's resume offset)
 
     quiet = QuietFetch(consumer, quiet_after=1.0, check_every=0.05, clock=clock, start=start)
-    for _ in range(4):
-        quiet.poll(10, 0.25)
+    quiet_second(quiet)
     assert quiet.paused
     assert [(tp.topic, tp.partition) for tp in started] == [("reminders", 0)]
     assert "committed" not in consumer.calls and "watermarks" not in consumer.calls
